@@ -1,0 +1,1 @@
+"""AWS Lambda entry points: `handler.handler` runs tasks, `dlq.handler` settles dead letters."""

@@ -1,0 +1,40 @@
+"""Boot Django and Powertools logging once per Lambda container."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import IO
+
+import django
+from django.apps import apps
+
+from sqs_tasks.runner import TaskLogFilter
+
+
+def setup_django() -> None:
+    """Set Django up from DJANGO_SETTINGS_MODULE, once."""
+    if not os.environ.get("DJANGO_SETTINGS_MODULE"):
+        raise RuntimeError("Set DJANGO_SETTINGS_MODULE to your project's settings module.")
+    if not apps.ready:
+        django.setup()
+
+
+def configure_logging(stream: IO[str] | None = None) -> logging.Handler:
+    """Send every log line, the task's own included, as Powertools JSON with the task's id."""
+    from aws_lambda_powertools import Logger
+
+    logger = Logger(logger_handler=logging.StreamHandler(stream or sys.stdout))
+    handler = logger.registered_handler
+    handler.addFilter(TaskLogFilter())
+    root = logging.getLogger()
+    # Lambda's runtime puts a plain-text handler on the root logger; JSON replaces it.
+    root.handlers = [handler]
+    root.setLevel(logger.log_level)
+    return handler
+
+
+def in_lambda() -> bool:
+    """Whether this process is a Lambda execution environment."""
+    return "AWS_LAMBDA_FUNCTION_NAME" in os.environ

@@ -1,0 +1,64 @@
+"""The dead-letter handler: a result whose message was dead-lettered ends FAILED, truthfully."""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from datetime import UTC, datetime
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from lambda_handler.boot import configure_logging, in_lambda, setup_django
+
+setup_django()
+if in_lambda():
+    configure_logging()
+
+from django.tasks import task_backends  # noqa: E402
+from django.tasks.base import TaskError  # noqa: E402
+
+from sqs_tasks.exceptions import WorkerLost  # noqa: E402
+from sqs_tasks.message import MessageError, decode  # noqa: E402
+
+logger = logging.getLogger("sqs_tasks.dlq")
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+
+
+def record_handler(record: SQSRecord) -> None:
+    """Fail the result a dead letter stood for, unless it finished or is still running."""
+    try:
+        envelope = decode(record.body)
+    except MessageError as e:
+        # Nothing to settle: the body is logged in full, so deleting it loses nothing.
+        logger.error("Dead letter %s is not a task message (%s): %r", record.message_id, e, record.body)
+        return
+    receives = record.attributes.approximate_receive_count
+    lost = WorkerLost(
+        f"The message for this result was dead-lettered after {receives} receives: its "
+        "workers died, timed out or could not claim it before the queue's maxReceiveCount."
+    )
+    error = TaskError(
+        exception_class_path=f"{WorkerLost.__module__}.{WorkerLost.__qualname__}",
+        traceback="".join(traceback.format_exception(lost)),
+    )
+    store: Any = task_backends[envelope.backend].store  # type: ignore[attr-defined]
+    if store.fail_abandoned(
+        envelope.result_id, error, queue_name=envelope.queue_name, now=datetime.now(UTC)
+    ):
+        logger.error("Result %s FAILED: message dead-lettered", envelope.result_id)
+    else:
+        logger.info("Dead letter for result %s: finished or running, left alone", envelope.result_id)
+
+
+def handler(event: dict[str, Any], context: Any) -> PartialItemFailureResponse:
+    """Lambda entry point for the dead-letter queues' event source mappings."""
+    return process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )

@@ -1,0 +1,196 @@
+"""SQSBackend: Django's task backend API over a DynamoDB result store and SQS queues."""
+
+from __future__ import annotations
+
+import threading
+import traceback
+from datetime import UTC, datetime
+from functools import cached_property
+from typing import Any
+
+from botocore.exceptions import ClientError
+from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
+from django.tasks import Task, TaskResult, TaskResultStatus
+from django.tasks.backends.base import BaseTaskBackend
+from django.tasks.base import TaskError
+from django.tasks.exceptions import TaskResultDoesNotExist
+from django.tasks.signals import task_enqueued
+from django.utils.crypto import get_random_string
+
+from .conf import ENV_QUEUE_PREFIX, ENV_TABLE, parse_options
+from .exceptions import EnqueueError, PayloadTooLarge
+from .items import MAX_ITEM_BYTES, Item, item_size, new_item, to_result
+from .message import Envelope, delay_seconds
+from .queue import QueueClient
+from .store import ResultStore
+
+# Keep room in the item for what a run adds (worker ids, errors, return value).
+ENQUEUE_HEADROOM_BYTES = 16 * 1024
+
+
+class SQSBackend(BaseTaskBackend):
+    """Results in DynamoDB, one SQS queue per Django queue, executed by lambda_handler."""
+
+    supports_defer = True
+    supports_async_task = True
+    supports_get_result = True
+    supports_priority = True
+
+    def __init__(self, alias: str, params: dict[str, Any]) -> None:
+        super().__init__(alias, params)
+        self.config = parse_options(alias, self.options)
+        self._clients: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def client(self, service: str) -> Any:
+        """The boto3 client for service, made once on first use."""
+        client = self._clients.get(service)
+        if client is None:
+            with self._lock:
+                client = self._clients.get(service)
+                if client is None:
+                    import boto3  # Deferred: settings import this module at start-up.
+
+                    client = boto3.session.Session().client(
+                        service,  # type: ignore[call-overload]
+                        region_name=self.config.region_name,
+                        endpoint_url=self.config.endpoint_url,
+                        config=self.config.client_config,
+                    )
+                    self._clients[service] = client
+        return client
+
+    @cached_property
+    def store(self) -> ResultStore:
+        """The results table."""
+        if not self.config.table_name:
+            raise ImproperlyConfigured(
+                f"TASKS[{self.alias!r}] has no results table: set OPTIONS['TABLE_NAME'] "
+                f"or the {ENV_TABLE} environment variable."
+            )
+        return ResultStore(
+            lambda: self.client("dynamodb"), self.config.table_name, self.config.result_ttl
+        )
+
+    @cached_property
+    def queue(self) -> QueueClient:
+        """The task queues."""
+        return QueueClient(
+            lambda: self.client("sqs"),
+            alias=self.alias,
+            queue_urls=self.config.queue_urls,
+            prefix=self.config.queue_name_prefix,
+        )
+
+    def enqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
+        """Write the READY result, then send its message; undo truthfully if the send fails."""
+        self.validate_task(task)
+        now = datetime.now(UTC)
+        result = TaskResult(
+            task=task,
+            id=get_random_string(32),
+            status=TaskResultStatus.READY,
+            enqueued_at=now,
+            started_at=None,
+            last_attempted_at=None,
+            finished_at=None,
+            args=args,
+            kwargs=kwargs,
+            backend=self.alias,
+            errors=[],
+            worker_ids=[],
+        )
+        item = self._new_item(result, now)
+        body = Envelope(
+            result.id, self.alias, task.module_path, task.queue_name, task.priority
+        ).encode()
+        self.queue.url(task.queue_name)  # Fail on an unmapped queue before writing anything.
+        self._put(item)
+        try:
+            self.queue.send(task.queue_name, body, delay=delay_seconds(task.run_after, now))
+        except Exception as e:
+            self._fail_unsent(result, e)
+            raise EnqueueError(
+                f"Task {task.module_path} result {result.id} was stored but its SQS message "
+                f"could not be sent ({e}); the result is marked FAILED."
+            ) from e
+        task_enqueued.send(type(self), task_result=result)
+        return result
+
+    def _new_item(self, result: TaskResult, now: datetime) -> Item:
+        try:
+            item = new_item(result, ttl=self.config.result_ttl, now=now)
+        except ValueError as e:  # NaN and infinities pass normalize_json but are not JSON.
+            raise TypeError(f"Task arguments are not JSON serializable: {e}") from e
+        size = item_size(item)
+        if size > MAX_ITEM_BYTES - ENQUEUE_HEADROOM_BYTES:
+            raise PayloadTooLarge(
+                f"Task {result.task.module_path} arguments take {size:,} bytes once stored; "
+                f"the limit is {MAX_ITEM_BYTES - ENQUEUE_HEADROOM_BYTES:,} bytes (DynamoDB's "
+                f"{MAX_ITEM_BYTES:,}-byte item limit less room for the run). Pass a reference "
+                "(an S3 key, a primary key) instead."
+            )
+        return item
+
+    def _put(self, item: Item) -> None:
+        try:
+            self.store.put_new(item)
+        except ClientError as e:
+            # Ids are 32 random characters: a refused put is our own write retried by botocore.
+            if e.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+
+    def _fail_unsent(self, result: TaskResult, error: Exception) -> None:
+        failure = EnqueueError(f"SQS message could not be sent: {error}")
+        self.store.fail_abandoned(
+            result.id,
+            TaskError(
+                exception_class_path=f"{EnqueueError.__module__}.{EnqueueError.__qualname__}",
+                traceback="".join(traceback.format_exception(failure)),
+            ),
+            queue_name=result.task.queue_name,
+            now=datetime.now(UTC),
+        )
+
+    def get_result(self, result_id: str) -> TaskResult:
+        """Read a result with a consistent read."""
+        item = self.store.get(result_id)
+        if item is None:
+            raise TaskResultDoesNotExist(result_id)
+        return to_result(item)
+
+    def check(self, **kwargs: Any) -> list[checks.CheckMessage]:
+        """Configuration problems that would make every enqueue fail."""
+        errors: list[checks.CheckMessage] = []
+        if not self.config.table_name:
+            errors.append(
+                checks.Error(
+                    f"Task backend {self.alias!r} has no results table.",
+                    hint=f"Set OPTIONS['TABLE_NAME'] or the {ENV_TABLE} environment variable.",
+                    id="sqs_tasks.E001",
+                )
+            )
+        if self.config.queue_name_prefix is None:
+            missing = sorted(self.queues - set(self.config.queue_urls))
+            if missing:
+                errors.append(
+                    checks.Error(
+                        f"Task backend {self.alias!r} has no SQS queue for "
+                        f"{', '.join(map(repr, missing))}.",
+                        hint=(
+                            "Map each of QUEUES in OPTIONS['QUEUE_URLS'], or set "
+                            f"OPTIONS['QUEUE_NAME_PREFIX'] or {ENV_QUEUE_PREFIX}."
+                        ),
+                        id="sqs_tasks.E002",
+                    )
+                )
+        if not self.queues:
+            errors.append(
+                checks.Error(
+                    f"Task backend {self.alias!r} has an empty QUEUES list.",
+                    hint="List the Django queue names this backend sends to.",
+                    id="sqs_tasks.E003",
+                )
+            )
+        return errors

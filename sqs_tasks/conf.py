@@ -1,0 +1,150 @@
+"""Parse a backend's OPTIONS once, strictly, with environment-variable fallbacks."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from botocore.config import Config
+from django.core.exceptions import ImproperlyConfigured
+
+# Environment variables the SAM stack sets on the worker, so a Lambda needs no code.
+ENV_TABLE = "SQS_TASKS_TABLE"
+ENV_QUEUE_PREFIX = "SQS_TASKS_QUEUE_PREFIX"
+ENV_QUEUE_URLS = "SQS_TASKS_QUEUE_URLS"
+ENV_RESULT_TTL = "SQS_TASKS_RESULT_TTL"
+
+DEFAULT_RESULT_TTL = timedelta(days=14)
+# Without a Lambda context a worker holds its claim this long before another may retake it.
+DEFAULT_LEASE = timedelta(minutes=15)
+# Standard retry mode backs off with jitter on throttling and 5xx; adaptive adds a
+# client-side rate limiter that hurts bursty enqueues.
+DEFAULT_CLIENT_CONFIG = {
+    "retries": {"mode": "standard", "max_attempts": 5},
+    "connect_timeout": 5,
+    "read_timeout": 20,
+    "tcp_keepalive": True,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class BackendOptions:
+    """What one SQSBackend alias is configured with."""
+
+    alias: str
+    table_name: str | None
+    queue_urls: Mapping[str, str]
+    queue_name_prefix: str | None
+    region_name: str | None
+    endpoint_url: str | None
+    client_config: Config
+    result_ttl: timedelta | None
+    lease: timedelta
+
+
+def _fail(alias: str, key: str, problem: str) -> ImproperlyConfigured:
+    return ImproperlyConfigured(f"TASKS[{alias!r}]['OPTIONS'][{key!r}] {problem}.")
+
+
+def _str(alias: str, key: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise _fail(alias, key, f"must be a non-empty string, not {value!r}")
+    return value
+
+
+def _duration(alias: str, key: str, value: Any, *, allow_none: bool) -> timedelta | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int | float | timedelta):
+        raise _fail(alias, key, f"must be seconds or a timedelta, not {value!r}")
+    duration = value if isinstance(value, timedelta) else timedelta(seconds=value)
+    if duration <= timedelta(0):
+        raise _fail(alias, key, f"must be positive, not {value!r}")
+    return duration
+
+
+def _queue_urls(alias: str, value: Any) -> dict[str, str]:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError as e:
+            raise _fail(alias, "QUEUE_URLS", f"is not a JSON object ({e})") from e
+    if not isinstance(value, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) and v.startswith(("https://", "http://"))
+        for k, v in value.items()
+    ):
+        raise _fail(alias, "QUEUE_URLS", "must map Django queue names to SQS queue URLs")
+    return dict(value)
+
+
+def _client_config(alias: str, value: Any) -> Config:
+    if isinstance(value, Config):
+        return Config(**DEFAULT_CLIENT_CONFIG).merge(value)
+    if not isinstance(value, Mapping):
+        raise _fail(alias, "CLIENT_CONFIG", "must be a botocore Config or a dict of its arguments")
+    try:
+        return Config(**{**DEFAULT_CLIENT_CONFIG, **value})
+    except TypeError as e:
+        raise _fail(alias, "CLIENT_CONFIG", f"is not valid for botocore Config ({e})") from e
+
+
+def parse_options(alias: str, options: Mapping[str, Any]) -> BackendOptions:
+    """Validate OPTIONS, falling back to the SQS_TASKS_* environment variables."""
+    if not isinstance(options, Mapping):
+        raise ImproperlyConfigured(f"TASKS[{alias!r}]['OPTIONS'] must be a dict.")
+    unknown = sorted(set(options) - KNOWN_OPTIONS)
+    if unknown:
+        raise ImproperlyConfigured(
+            f"TASKS[{alias!r}]['OPTIONS'] has unknown option {unknown[0]!r}; "
+            f"known options are {', '.join(sorted(KNOWN_OPTIONS))}."
+        )
+    env = os.environ
+    urls_raw = options.get("QUEUE_URLS", env.get(ENV_QUEUE_URLS))
+    return BackendOptions(
+        alias=alias,
+        table_name=_str(alias, "TABLE_NAME", options.get("TABLE_NAME", env.get(ENV_TABLE))),
+        queue_urls=_queue_urls(alias, urls_raw) if urls_raw is not None else {},
+        queue_name_prefix=_prefix(alias, options.get("QUEUE_NAME_PREFIX", env.get(ENV_QUEUE_PREFIX))),
+        region_name=_str(alias, "REGION_NAME", options.get("REGION_NAME")),
+        endpoint_url=_str(alias, "ENDPOINT_URL", options.get("ENDPOINT_URL")),
+        client_config=_client_config(alias, options.get("CLIENT_CONFIG", {})),
+        result_ttl=_duration(
+            alias,
+            "RESULT_TTL",
+            options.get("RESULT_TTL", env.get(ENV_RESULT_TTL, DEFAULT_RESULT_TTL)),
+            allow_none=True,
+        ),
+        lease=_duration(alias, "LEASE", options.get("LEASE", DEFAULT_LEASE), allow_none=False)
+        or DEFAULT_LEASE,
+    )
+
+
+def _prefix(alias: str, value: Any) -> str | None:
+    # An empty prefix is legitimate: SQS queue names then equal Django queue names.
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _fail(alias, "QUEUE_NAME_PREFIX", f"must be a string, not {value!r}")
+    return value
+
+
+KNOWN_OPTIONS = frozenset(
+    {
+        "TABLE_NAME",
+        "QUEUE_URLS",
+        "QUEUE_NAME_PREFIX",
+        "REGION_NAME",
+        "ENDPOINT_URL",
+        "CLIENT_CONFIG",
+        "RESULT_TTL",
+        "LEASE",
+    }
+)

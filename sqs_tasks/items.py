@@ -1,0 +1,162 @@
+"""Translate between DynamoDB result items and Django's Task/TaskResult objects."""
+
+from __future__ import annotations
+
+import json
+import zlib
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.tasks import Task, TaskResult, TaskResultStatus
+from django.tasks.base import TaskError
+from django.utils.module_loading import import_string
+
+from .exceptions import InvalidTaskPath
+
+Item = dict[str, Any]  # DynamoDB attribute values, as the low-level client speaks them
+
+# The failures index is write-sharded so 1,000 failures/s never land on one partition.
+FAILURE_SHARDS = 8
+# DynamoDB refuses items over 400 KB.
+MAX_ITEM_BYTES = 400 * 1024
+# A traceback's tail holds the exception; the head is the least useful part to keep.
+MAX_TRACEBACK_CHARS = 16_000
+
+
+def timestamp(moment: datetime) -> str:
+    """ISO-8601 UTC with microseconds: readable in the console and sortable as text."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def parse_timestamp(value: str) -> datetime:
+    """Read a timestamp written by timestamp()."""
+    return datetime.fromisoformat(value)
+
+
+def dumps(value: Any) -> str:
+    """JSON exactly as stored: compact, unicode kept readable."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def failure_partition(queue_name: str, result_id: str) -> str:
+    """The failures-index partition key of a FAILED result."""
+    return f"{queue_name}#{zlib.crc32(result_id.encode()) % FAILURE_SHARDS}"
+
+
+def expiry(moment: datetime, ttl: timedelta | None) -> dict[str, str] | None:
+    """The TTL attribute value (epoch seconds), or None when results never expire."""
+    if ttl is None:
+        return None
+    return {"N": str(int((moment + ttl).timestamp()))}
+
+
+def new_item(result: TaskResult, *, ttl: timedelta | None, now: datetime) -> Item:
+    """The READY item enqueue writes for a fresh result."""
+    task = result.task
+    item: Item = {
+        "id": {"S": result.id},
+        "status": {"S": TaskResultStatus.READY.value},
+        "task_path": {"S": task.module_path},
+        "backend": {"S": result.backend},
+        "queue_name": {"S": task.queue_name},
+        "priority": {"N": str(task.priority)},
+        "args": {"S": dumps(result.args)},
+        "kwargs": {"S": dumps(result.kwargs)},
+        "enqueued_at": {"S": timestamp(now)},
+        "attempts": {"N": "0"},
+        "worker_ids": {"L": []},
+        "errors": {"L": []},
+    }
+    if task.run_after is not None:
+        item["run_after"] = {"S": timestamp(task.run_after)}
+    # A deferred result must outlive its wait, so its expiry counts from run_after.
+    expires = expiry(max(now, task.run_after or now), ttl)
+    if expires is not None:
+        item["expires_at"] = expires
+    return item
+
+
+def error_value(error: TaskError) -> dict[str, Any]:
+    """A TaskError as a DynamoDB map."""
+    traceback = error.traceback
+    if len(traceback) > MAX_TRACEBACK_CHARS:
+        traceback = "...(truncated)\n" + traceback[-MAX_TRACEBACK_CHARS:]
+    return {
+        "M": {
+            "exception_class_path": {"S": error.exception_class_path},
+            "traceback": {"S": traceback},
+        }
+    }
+
+
+def load_task(path: str) -> Task:
+    """Import the Task at path; anything else (a plain callable, a module) is refused."""
+    try:
+        obj = import_string(path)
+    except ImportError as e:
+        raise InvalidTaskPath(f"{path!r} cannot be imported: {e}") from e
+    if not isinstance(obj, Task):
+        raise InvalidTaskPath(f"{path!r} is not a Task (it is {type(obj).__name__})")
+    if obj.module_path != path:
+        raise InvalidTaskPath(f"{path!r} is an alias of the Task {obj.module_path!r}")
+    return obj
+
+
+def _opt_time(item: Item, name: str) -> datetime | None:
+    value = item.get(name)
+    return parse_timestamp(value["S"]) if value else None
+
+
+def to_result(item: Item, task: Task | None = None) -> TaskResult:
+    """Build the TaskResult an item describes."""
+    base = task if task is not None else load_task(item["task_path"]["S"])
+    run_after = _opt_time(item, "run_after")
+    bound = base.using(
+        priority=int(item["priority"]["N"]),
+        queue_name=item["queue_name"]["S"],
+        backend=item["backend"]["S"],
+        run_after=run_after,
+    )
+    result = TaskResult(
+        task=bound,
+        id=item["id"]["S"],
+        status=TaskResultStatus(item["status"]["S"]),
+        enqueued_at=_opt_time(item, "enqueued_at"),
+        started_at=_opt_time(item, "started_at"),
+        finished_at=_opt_time(item, "finished_at"),
+        last_attempted_at=_opt_time(item, "last_attempted_at"),
+        args=json.loads(item["args"]["S"]),
+        kwargs=json.loads(item["kwargs"]["S"]),
+        backend=item["backend"]["S"],
+        errors=[
+            TaskError(
+                exception_class_path=e["M"]["exception_class_path"]["S"],
+                traceback=e["M"]["traceback"]["S"],
+            )
+            for e in item.get("errors", {}).get("L", [])
+        ],
+        worker_ids=[w["S"] for w in item.get("worker_ids", {}).get("L", [])],
+    )
+    if "return_value" in item:
+        object.__setattr__(result, "_return_value", json.loads(item["return_value"]["S"]))
+    return result
+
+
+def item_size(item: Item) -> int:
+    """An item's size as DynamoDB bills and limits it (names plus values, in bytes)."""
+    return sum(len(name.encode()) + _value_size(value) for name, value in item.items())
+
+
+def _value_size(value: dict[str, Any]) -> int:
+    ((kind, inner),) = value.items()
+    if kind == "S":
+        return len(inner.encode())
+    if kind == "N":
+        return len(inner.lstrip("-").replace(".", "")) // 2 + 2
+    if kind == "BOOL" or kind == "NULL":
+        return 1
+    if kind == "L":
+        return 3 + sum(1 + _value_size(v) for v in inner)
+    if kind == "M":
+        return 3 + sum(1 + len(k.encode()) + _value_size(v) for k, v in inner.items())
+    raise ValueError(f"unsupported DynamoDB attribute type {kind!r}")

@@ -1,0 +1,113 @@
+"""The SQS message: a small, versioned, signed JSON envelope that says a result is due."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.core.signing import BadSignature, Signer
+
+VERSION = 1
+# The salt keeps these signatures useless anywhere else SECRET_KEY signs things.
+_SIGNER_SALT = "sqs_tasks.message"
+_FIELDS = {"v": int, "id": str, "backend": str, "task": str, "q": str, "p": int}
+# SQS refuses DelaySeconds above 15 minutes; longer waits are re-sent when they come due.
+MAX_DELAY_SECONDS = 900
+
+
+def delay_seconds(run_after: datetime | None, now: datetime) -> int:
+    """How long SQS should hide a message whose task may run from run_after."""
+    if run_after is None or run_after <= now:
+        return 0
+    remaining = (run_after - now) / timedelta(seconds=1)
+    # Round up: delivering a fraction of a second early would only cost a re-send.
+    return min(MAX_DELAY_SECONDS, int(-(-remaining // 1)))
+
+
+class MessageError(ValueError):
+    """A message body that is not a genuine envelope of this version."""
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """What a message carries; the result item stays the source of truth."""
+
+    result_id: str
+    backend: str
+    task_path: str
+    queue_name: str
+    priority: int
+
+    def _fields(self) -> dict[str, Any]:
+        return {
+            "v": VERSION,
+            "id": self.result_id,
+            "backend": self.backend,
+            "task": self.task_path,
+            "q": self.queue_name,
+            "p": self.priority,
+        }
+
+    def encode(self) -> str:
+        """Serialise to the signed JSON body sent to SQS."""
+        fields = self._fields()
+        return json.dumps({**fields, "sig": _signature(fields)}, separators=(",", ":"))
+
+
+def _canonical(fields: dict[str, Any]) -> str:
+    return json.dumps(fields, sort_keys=True, separators=(",", ":"))
+
+
+def _signer() -> Signer:
+    # Django's Signer uses SECRET_KEY and accepts SECRET_KEY_FALLBACKS while keys rotate.
+    return Signer(salt=_SIGNER_SALT, algorithm="sha256")
+
+
+def _signature(fields: dict[str, Any]) -> str:
+    return _signer().sign(_canonical(fields)).rsplit(_signer().sep, 1)[1]
+
+
+def decode(body: str) -> Envelope:
+    """Parse and authenticate a message body, or raise MessageError saying why."""
+    try:
+        data = json.loads(body)
+    except ValueError as e:
+        raise MessageError(f"message body is not JSON: {e}") from e
+    if not isinstance(data, dict):
+        raise MessageError("message body is not a JSON object")
+    if data.get("v") != VERSION:
+        raise MessageError(f"unknown message version {data.get('v')!r} (expected {VERSION})")
+    fields = {}
+    for name, kind in _FIELDS.items():
+        value = data.get(name)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise MessageError(f"message field {name!r} is missing or not {kind.__name__}")
+        fields[name] = value
+    extra = set(data) - set(_FIELDS) - {"sig"}
+    if extra:
+        raise MessageError(f"message has unexpected fields {sorted(extra)}")
+    signature = data.get("sig")
+    if not isinstance(signature, str):
+        raise MessageError("message is not signed")
+    try:
+        _signer().unsign(f"{_canonical(fields)}{_signer().sep}{signature}")
+    except BadSignature as e:
+        raise MessageError("message signature does not match: refused") from e
+    return Envelope(
+        result_id=fields["id"],
+        backend=fields["backend"],
+        task_path=fields["task"],
+        queue_name=fields["q"],
+        priority=fields["p"],
+    )
+
+
+def peek_priority(body: str) -> int:
+    """Best-effort priority for ordering a batch; a bad body sorts last and fails later."""
+    try:
+        priority = json.loads(body).get("p", 0)
+    except (ValueError, AttributeError):
+        return -(10**6)
+    return priority if isinstance(priority, int) else -(10**6)

@@ -1,0 +1,151 @@
+"""Run one SQS message: claim its result, execute the Task as Django does, record the outcome."""
+
+from __future__ import annotations
+
+import logging
+from contextvars import ContextVar
+from datetime import UTC, datetime, timedelta
+from traceback import format_exception
+from typing import Any
+
+from django.db import close_old_connections
+from django.tasks import TaskContext, TaskResult, TaskResultStatus, task_backends
+from django.tasks.base import TaskError
+from django.tasks.signals import task_finished, task_started
+from django.utils.json import normalize_json
+
+from .exceptions import InvalidTaskPath, ResultTooLarge
+from .items import MAX_ITEM_BYTES, Item, dumps, item_size, load_task, to_result
+from .message import Envelope, decode, delay_seconds
+from .store import READY, RUNNING, TERMINAL
+
+logger = logging.getLogger("sqs_tasks.runner")
+
+# Lambda kills the invocation at its deadline; the lease outlives it by this much.
+LEASE_MARGIN = timedelta(seconds=30)
+
+current_task: ContextVar[tuple[str, str] | None] = ContextVar("sqs_tasks_task", default=None)
+
+
+class Redeliver(Exception):
+    """Leave the message for SQS to deliver again later."""
+
+
+class TaskLogFilter(logging.Filter):
+    """Adds task_id and task_path to every log record made while a task runs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        running = current_task.get()
+        if running is not None:
+            record.task_id, record.task_path = running
+        return True
+
+
+def _error(exc: BaseException) -> TaskError:
+    kind = type(exc)
+    return TaskError(
+        exception_class_path=f"{kind.__module__}.{kind.__qualname__}",
+        traceback="".join(format_exception(exc)),
+    )
+
+
+def run_message(body: str, *, worker_id: str, remaining: timedelta | None = None) -> None:
+    """Process one message body; return to delete it, raise to have it delivered again."""
+    envelope = decode(body)
+    backend: Any = task_backends[envelope.backend]
+    store = backend.store
+    now = datetime.now(UTC)
+    lease = remaining + LEASE_MARGIN if remaining is not None else backend.config.lease
+    claim = store.claim(envelope.result_id, worker_id, now, now + lease)
+    if not claim.claimed:
+        _not_claimed(backend, envelope, claim.item, now)
+        return
+    item: Item = claim.item
+    token = current_task.set((envelope.result_id, item["task_path"]["S"]))
+    try:
+        try:
+            if item["task_path"]["S"] != envelope.task_path:
+                raise InvalidTaskPath(
+                    f"message names {envelope.task_path!r} but the result is for "
+                    f"{item['task_path']['S']!r}"
+                )
+            task = load_task(item["task_path"]["S"])
+        except InvalidTaskPath as e:
+            # Never run what is not a Task; say so in the result instead.
+            logger.error("Refused result %s: %s", envelope.result_id, e)
+            store.finish(item, now=datetime.now(UTC), error=_error(e))
+            return
+        _execute(backend, to_result(item, task), item)
+    finally:
+        current_task.reset(token)
+
+
+def _not_claimed(backend: Any, envelope: Envelope, item: Item | None, now: datetime) -> None:
+    if item is None:
+        logger.warning("No result %s: message dropped, nothing run", envelope.result_id)
+        return
+    status = item["status"]["S"]
+    if status in TERMINAL:
+        logger.info("Result %s is already %s: duplicate delivery dropped", envelope.result_id, status)
+        return
+    if status == RUNNING:
+        raise Redeliver(f"result {envelope.result_id} is running under a live lease")
+    if status == READY and "run_after" in item:
+        delay = delay_seconds(datetime.fromisoformat(item["run_after"]["S"]), now)
+        if delay:
+            # Early: hand the wait to a fresh message, so this one can be deleted.
+            backend.queue.send(item["queue_name"]["S"], envelope.encode(), delay=delay)
+            logger.info("Result %s not due: re-sent with %ss delay", envelope.result_id, delay)
+            return
+    raise Redeliver(f"result {envelope.result_id} could not be claimed ({status})")
+
+
+def _execute(backend: Any, result: TaskResult, item: Item) -> None:
+    """Run the task like django.tasks' ImmediateBackend, recording the outcome first."""
+    task = result.task
+    store = backend.store
+    close_old_connections()
+    task_started.send(sender=type(backend), task_result=result)
+    try:
+        if task.takes_context:
+            raw = task.call(TaskContext(task_result=result), *result.args, **result.kwargs)
+        else:
+            raw = task.call(*result.args, **result.kwargs)
+        return_value = normalize_json(raw)
+        return_json = dumps(return_value)
+        size = item_size(item) + len(return_json.encode()) + 64
+        if size > MAX_ITEM_BYTES:
+            raise ResultTooLarge(
+                f"return value makes the result {size:,} bytes; the limit is {MAX_ITEM_BYTES:,}"
+            )
+    except KeyboardInterrupt:
+        # If the user tried to terminate, let them; the lease lets another worker retry.
+        raise
+    except BaseException as e:
+        error = _error(e)
+        finished = datetime.now(UTC)
+        recorded = store.finish(item, now=finished, error=error)
+        object.__setattr__(result, "finished_at", finished)
+        object.__setattr__(result, "status", TaskResultStatus.FAILED)
+        result.errors.append(error)
+        _warn_superseded(result, recorded)
+        task_finished.send(type(backend), task_result=result)
+    else:
+        finished = datetime.now(UTC)
+        recorded = store.finish(item, now=finished, return_json=return_json)
+        object.__setattr__(result, "finished_at", finished)
+        object.__setattr__(result, "status", TaskResultStatus.SUCCESSFUL)
+        object.__setattr__(result, "_return_value", return_value)
+        _warn_superseded(result, recorded)
+        task_finished.send(type(backend), task_result=result)
+    finally:
+        close_old_connections()
+
+
+def _warn_superseded(result: TaskResult, recorded: bool) -> None:
+    if not recorded:
+        logger.warning(
+            "Result %s attempt %s outlived its lease; a newer attempt owns the result",
+            result.id,
+            result.attempts,
+        )

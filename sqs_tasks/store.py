@@ -1,0 +1,185 @@
+"""The DynamoDB results table: every state change is one conditional request."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from botocore.exceptions import ClientError
+from django.tasks import TaskResultStatus
+from django.tasks.base import TaskError
+
+from .items import FAILURE_SHARDS, Item, error_value, expiry, failure_partition, timestamp
+
+READY = TaskResultStatus.READY.value
+RUNNING = TaskResultStatus.RUNNING.value
+FAILED = TaskResultStatus.FAILED.value
+SUCCESSFUL = TaskResultStatus.SUCCESSFUL.value
+TERMINAL = frozenset({FAILED, SUCCESSFUL})
+
+# Named conditions, so each request says which promise it keeps.
+COND_NEW = "attribute_not_exists(id)"
+# Claimable: READY and due, or RUNNING under a lease its worker let lapse (it died).
+COND_CLAIMABLE = (
+    "(#status = :ready AND (attribute_not_exists(run_after) OR run_after <= :now))"
+    " OR (#status = :running AND lease_until < :now)"
+)
+# Only the attempt that holds the claim may record its outcome.
+COND_OWNER = "#status = :running AND attempts = :attempt"
+# Abandoned: never sent, or dead-lettered while no live worker holds it.
+COND_ABANDONED = "#status = :ready OR (#status = :running AND lease_until < :now)"
+
+FAILURES_INDEX = "failures"
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """The outcome of a claim: the claimed item, or the item as it stood (None if absent)."""
+
+    claimed: bool
+    item: Item | None
+
+
+def _conditional_failure(error: ClientError) -> bool:
+    return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+class ResultStore:
+    """Reads and writes result items in one table through a lazily made client."""
+
+    def __init__(self, client: Callable[[], Any], table_name: str, ttl: timedelta | None):
+        self._client = client
+        self.table_name = table_name
+        self.ttl = ttl
+
+    def put_new(self, item: Item) -> None:
+        """Write a fresh READY item; an id collision is an error, never an overwrite."""
+        self._client().put_item(
+            TableName=self.table_name, Item=item, ConditionExpression=COND_NEW
+        )
+
+    def get(self, result_id: str) -> Item | None:
+        """Read an item with a consistent read, so a refresh never goes back in time."""
+        response = self._client().get_item(
+            TableName=self.table_name, Key={"id": {"S": result_id}}, ConsistentRead=True
+        )
+        item: Item | None = response.get("Item")
+        return item
+
+    def claim(self, result_id: str, worker_id: str, now: datetime, lease_until: datetime) -> Claim:
+        """Take a due result for one attempt; returns the new item or the one that refused."""
+        try:
+            response = self._client().update_item(
+                TableName=self.table_name,
+                Key={"id": {"S": result_id}},
+                UpdateExpression=(
+                    "SET #status = :running, attempts = attempts + :one,"
+                    " worker_ids = list_append(worker_ids, :worker),"
+                    " started_at = if_not_exists(started_at, :now),"
+                    " last_attempted_at = :now, lease_until = :lease"
+                ),
+                ConditionExpression=COND_CLAIMABLE,
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={
+                    ":ready": {"S": READY},
+                    ":running": {"S": RUNNING},
+                    ":now": {"S": timestamp(now)},
+                    ":lease": {"S": timestamp(lease_until)},
+                    ":one": {"N": "1"},
+                    ":worker": {"L": [{"S": worker_id}]},
+                },
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as e:
+            if _conditional_failure(e):
+                return Claim(claimed=False, item=e.response.get("Item"))
+            raise
+        return Claim(claimed=True, item=response["Attributes"])
+
+    def finish(
+        self,
+        item: Item,
+        *,
+        now: datetime,
+        return_json: str | None = None,
+        error: TaskError | None = None,
+    ) -> bool:
+        """Record an attempt's outcome; False if a newer attempt took the result over."""
+        values: dict[str, Any] = {
+            ":running": {"S": RUNNING},
+            ":attempt": item["attempts"],
+            ":now": {"S": timestamp(now)},
+        }
+        sets = ["#status = :status", "finished_at = :now"]
+        if error is None:
+            values[":status"] = {"S": SUCCESSFUL}
+            values[":rv"] = {"S": return_json if return_json is not None else "null"}
+            sets.append("return_value = :rv")
+        else:
+            values[":status"] = {"S": FAILED}
+            values[":error"] = {"L": [error_value(error)]}
+            values[":fpk"] = {"S": failure_partition(item["queue_name"]["S"], item["id"]["S"])}
+            sets += ["errors = list_append(errors, :error)", "failure_pk = :fpk"]
+        return self._close(item["id"]["S"], sets, COND_OWNER, values, now)
+
+    def fail_abandoned(
+        self, result_id: str, error: TaskError, *, queue_name: str, now: datetime
+    ) -> bool:
+        """Mark a result nobody will run FAILED; False if it finished or a live worker holds it."""
+        values: dict[str, Any] = {
+            ":ready": {"S": READY},
+            ":running": {"S": RUNNING},
+            ":status": {"S": FAILED},
+            ":now": {"S": timestamp(now)},
+            ":error": {"L": [error_value(error)]},
+            ":fpk": {"S": failure_partition(queue_name, result_id)},
+        }
+        sets = [
+            "#status = :status",
+            "finished_at = :now",
+            "errors = list_append(errors, :error)",
+            "failure_pk = :fpk",
+        ]
+        return self._close(result_id, sets, COND_ABANDONED, values, now)
+
+    def _close(
+        self, result_id: str, sets: list[str], condition: str, values: dict[str, Any], now: datetime
+    ) -> bool:
+        """Write a terminal state under condition; False when the condition refused it."""
+        expires = expiry(now, self.ttl)
+        if expires is not None:
+            values[":exp"] = expires
+            sets = [*sets, "expires_at = :exp"]
+        try:
+            self._client().update_item(
+                TableName=self.table_name,
+                Key={"id": {"S": result_id}},
+                UpdateExpression=f"SET {', '.join(sets)} REMOVE lease_until",
+                ConditionExpression=condition,
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as e:
+            if _conditional_failure(e):
+                return False
+            raise
+        return True
+
+    def failures(self, queue_name: str, *, limit: int = 50) -> list[Item]:
+        """The newest FAILED items of a queue, merged across the index's shards."""
+        found: list[Item] = []
+        for shard in range(FAILURE_SHARDS):
+            response = self._client().query(
+                TableName=self.table_name,
+                IndexName=FAILURES_INDEX,
+                KeyConditionExpression="failure_pk = :pk",
+                ExpressionAttributeValues={":pk": {"S": f"{queue_name}#{shard}"}},
+                ScanIndexForward=False,
+                Limit=limit,
+            )
+            found.extend(response.get("Items", []))
+        found.sort(key=lambda item: item["finished_at"]["S"], reverse=True)
+        return found[:limit]

@@ -1,0 +1,79 @@
+"""Tasks the tests enqueue: each records its runs, so a test can count executions."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+from django.tasks import TaskContext, task
+
+runs: Counter[str] = Counter()
+order: list[str] = []
+
+
+@task
+def add(a: int, b: int) -> int:
+    runs["add"] += 1
+    return a + b
+
+
+@task
+def echo(*args: object, **kwargs: object) -> dict[str, object]:
+    runs["echo"] += 1
+    return {"args": list(args), "kwargs": kwargs}
+
+
+@task
+def count(key: str) -> str:
+    runs[key] += 1
+    return key
+
+
+@task
+def fail(message: str) -> None:
+    raise ValueError(message)
+
+
+@task
+def exit_task() -> None:
+    raise SystemExit(3)
+
+
+@task
+def interrupt() -> None:
+    raise KeyboardInterrupt
+
+
+@task
+def bad_return() -> object:
+    return {1, 2, 3}
+
+
+@task(takes_context=True)
+def with_context(context: TaskContext) -> dict[str, object]:
+    return {"id": context.task_result.id, "attempt": context.attempt}
+
+
+@task
+async def async_add(a: int, b: int) -> int:
+    await asyncio.sleep(0)
+    return a + b
+
+
+@task(queue_name="emails")
+def send_email(to: str) -> str:
+    return f"sent to {to}"
+
+
+@task
+def record(name: str) -> str:
+    order.append(name)
+    return name
+
+
+@task
+def spawn(n: int) -> list[str]:
+    return [add.enqueue(i, 1).id for i in range(n)]
+
+
+not_a_task = print
