@@ -1,0 +1,158 @@
+"""What enqueue refuses before writing, what it writes, and what it costs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from django.tasks import TaskResultStatus, default_task_backend
+from django.tasks.exceptions import InvalidTask
+from django.test import override_settings
+
+from sqs_tasks.exceptions import EnqueueError, PayloadTooLarge
+from sqs_tasks.items import item_size
+from sqs_tasks.testing import Stack, drain
+from tests import tasks
+
+
+def _backend() -> Any:
+    return default_task_backend
+
+
+def _scan() -> list[dict[str, Any]]:
+    store = _backend().store
+    items: list[dict[str, Any]] = store._client().scan(TableName=store.table_name)["Items"]
+    return items
+
+
+def _depth(queue: str = "default") -> int:
+    sqs = _backend().client("sqs")
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=_backend().queue.url(queue),
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesDelayed"],
+    )["Attributes"]
+    return sum(int(v) for v in attributes.values())
+
+
+@pytest.fixture
+def calls() -> Iterator[list[str]]:
+    """Every AWS operation the backend's clients make, by name."""
+    made: list[str] = []
+
+    def count(model: Any, **kwargs: Any) -> None:
+        made.append(model.name)
+
+    clients = [_backend().client("dynamodb"), _backend().client("sqs")]
+    for client in clients:
+        client.meta.events.register("before-call.*.*", count)
+    yield made
+    for client in clients:
+        client.meta.events.unregister("before-call.*.*", count)
+
+
+def test_oversized_arguments_are_refused_before_anything_is_written(stack: Stack) -> None:
+    with pytest.raises(PayloadTooLarge, match=r"take 500,\d+ bytes .* the limit is 393,216 bytes"):
+        tasks.echo.enqueue("x" * 500_000)
+
+    assert _scan() == []
+    assert _depth() == 0
+
+
+@pytest.mark.parametrize("bad", [object(), {1, 2}, float("nan"), datetime(2026, 1, 1)])
+def test_non_json_arguments_raise_type_error_before_anything_is_written(
+    stack: Stack, bad: object
+) -> None:
+    with pytest.raises(TypeError):
+        tasks.echo.enqueue(value=bad)
+
+    assert _scan() == []
+    assert _depth() == 0
+
+
+def test_invalid_task_options_are_refused(stack: Stack) -> None:
+    with pytest.raises(InvalidTask, match="Queue 'nope' is not valid"):
+        tasks.add.using(queue_name="nope").enqueue(1, 2)
+    with pytest.raises(InvalidTask, match="run_after must be an aware datetime"):
+        tasks.add.using(run_after=datetime.now()).enqueue(1, 2)  # noqa: DTZ005
+
+
+def test_happy_path_item_is_small_and_readable(stack: Stack) -> None:
+    result = tasks.add.enqueue(2, 3)
+    drain()
+
+    item = _backend().store.get(result.id)
+    assert item_size(item) < 1024
+    assert item["status"] == {"S": "SUCCESSFUL"}
+    assert item["task_path"] == {"S": "tests.tasks.add"}
+    assert item["queue_name"] == {"S": "default"}
+    assert item["args"] == {"S": "[2,3]"}
+    assert item["return_value"] == {"S": "5"}
+    assert item["attempts"] == {"N": "1"}
+    assert item["finished_at"]["S"].endswith("+00:00")
+    assert "failure_pk" not in item and "lease_until" not in item
+
+
+def test_happy_path_costs_four_requests(stack: Stack, calls: list[str]) -> None:
+    result = tasks.add.enqueue(2, 3)
+    drain()
+    result.refresh()
+
+    # ReceiveMessage and DeleteMessageBatch are the event source mapping's, not ours.
+    ours = [c for c in calls if c not in {"ReceiveMessage", "DeleteMessageBatch"}]
+    assert ours == ["PutItem", "SendMessage", "UpdateItem", "UpdateItem", "GetItem"]
+
+
+def test_queue_prefix_is_resolved_once(stack: Stack) -> None:
+    options = dict(stack.tasks["default"]["OPTIONS"])
+    urls = options.pop("QUEUE_URLS")
+    prefixed = {**options, "QUEUE_NAME_PREFIX": "sqs-tasks-default-"}
+    with override_settings(TASKS={"default": {**stack.tasks["default"], "OPTIONS": prefixed}}):
+        made: list[str] = []
+        _backend().client("sqs").meta.events.register(
+            "before-call.*.*", lambda model, **kw: made.append(model.name)
+        )
+
+        for i in range(3):
+            tasks.add.enqueue(i, i)
+
+        assert made == ["GetQueueUrl", "SendMessage", "SendMessage", "SendMessage"]
+        assert _backend().queue.url("default") == urls["default"]
+
+
+def test_failed_send_marks_the_result_failed(stack: Stack) -> None:
+    sqs = _backend().client("sqs")
+    sqs.delete_queue(QueueUrl=_backend().queue.url("emails"))
+
+    with pytest.raises(EnqueueError, match="is marked FAILED"):
+        tasks.send_email.enqueue("lost@example.com")
+
+    (item,) = _scan()
+    assert item["status"] == {"S": "FAILED"}
+    assert item["errors"]["L"][0]["M"]["exception_class_path"] == {
+        "S": "sqs_tasks.exceptions.EnqueueError"
+    }
+    assert item["failure_pk"]["S"].startswith("emails#")
+
+
+def test_failures_are_listed_from_the_sparse_index(stack: Stack) -> None:
+    failed = {tasks.fail.enqueue(str(i)).id for i in range(5)}
+    tasks.add.enqueue(1, 1)
+    drain()
+
+    listed = _backend().store.failures("default")
+
+    assert {item["id"]["S"] for item in listed} == failed
+    stamps = [item["finished_at"]["S"] for item in listed]
+    assert stamps == sorted(stamps, reverse=True)
+
+
+def test_run_after_sets_the_sqs_delay(stack: Stack) -> None:
+    soon = datetime.now(UTC) + timedelta(minutes=5)
+    result = tasks.add.using(run_after=soon).enqueue(1, 1)
+
+    assert drain() == 0
+    result.refresh()
+    assert result.status == TaskResultStatus.READY
+    assert _depth() == 1
