@@ -37,7 +37,9 @@ def record_handler(record: SQSRecord) -> None:
         envelope = decode(record.body)
     except MessageError as e:
         # Nothing to settle: the body is logged in full, so deleting it loses nothing.
-        logger.error("Dead letter %s is not a task message (%s): %r", record.message_id, e, record.body)
+        logger.error(
+            "Dead letter %s is not a task message (%s): %r", record.message_id, e, record.body
+        )
         return
     receives = record.attributes.approximate_receive_count
     lost = WorkerLost(
@@ -54,7 +56,9 @@ def record_handler(record: SQSRecord) -> None:
     ):
         logger.error("Result %s FAILED: message dead-lettered", envelope.result_id)
     else:
-        logger.info("Dead letter for result %s: finished or running, left alone", envelope.result_id)
+        logger.info(
+            "Dead letter for result %s: finished or running, left alone", envelope.result_id
+        )
 
 
 def handler(event: dict[str, Any], context: Any) -> PartialItemFailureResponse:

@@ -6,7 +6,7 @@ import threading
 import traceback
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from botocore.exceptions import ClientError
 from django.core import checks
@@ -24,6 +24,9 @@ from .items import MAX_ITEM_BYTES, Item, item_size, new_item, to_result
 from .message import Envelope, delay_seconds
 from .queue import QueueClient
 from .store import ResultStore
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 # Keep room in the item for what a run adds (worker ids, errors, return value).
 ENQUEUE_HEADROOM_BYTES = 16 * 1024
@@ -83,11 +86,13 @@ class SQSBackend(BaseTaskBackend):
             prefix=self.config.queue_name_prefix,
         )
 
-    def enqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
+    def enqueue(
+        self, task: Task[P, R], args: list[Any], kwargs: dict[str, Any]
+    ) -> TaskResult[P, R]:
         """Write the READY result, then send its message; undo truthfully if the send fails."""
         self.validate_task(task)
         now = datetime.now(UTC)
-        result = TaskResult(
+        result: TaskResult[P, R] = TaskResult(
             task=task,
             id=get_random_string(32),
             status=TaskResultStatus.READY,
@@ -118,7 +123,7 @@ class SQSBackend(BaseTaskBackend):
         task_enqueued.send(type(self), task_result=result)
         return result
 
-    def _new_item(self, result: TaskResult, now: datetime) -> Item:
+    def _new_item(self, result: TaskResult[..., Any], now: datetime) -> Item:
         try:
             item = new_item(result, ttl=self.config.result_ttl, now=now)
         except ValueError as e:  # NaN and infinities pass normalize_json but are not JSON.
@@ -141,7 +146,7 @@ class SQSBackend(BaseTaskBackend):
             if e.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise
 
-    def _fail_unsent(self, result: TaskResult, error: Exception) -> None:
+    def _fail_unsent(self, result: TaskResult[..., Any], error: Exception) -> None:
         failure = EnqueueError(f"SQS message could not be sent: {error}")
         self.store.fail_abandoned(
             result.id,
@@ -153,7 +158,7 @@ class SQSBackend(BaseTaskBackend):
             now=datetime.now(UTC),
         )
 
-    def get_result(self, result_id: str) -> TaskResult:
+    def get_result(self, result_id: str) -> TaskResult[..., Any]:
         """Read a result with a consistent read."""
         item = self.store.get(result_id)
         if item is None:

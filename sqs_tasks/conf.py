@@ -23,7 +23,7 @@ DEFAULT_RESULT_TTL = timedelta(days=14)
 DEFAULT_LEASE = timedelta(minutes=15)
 # Standard retry mode backs off with jitter on throttling and 5xx; adaptive adds a
 # client-side rate limiter that hurts bursty enqueues.
-DEFAULT_CLIENT_CONFIG = {
+DEFAULT_CLIENT_CONFIG: dict[str, Any] = {
     "retries": {"mode": "standard", "max_attempts": 5},
     "connect_timeout": 5,
     "read_timeout": 20,
@@ -112,7 +112,9 @@ def parse_options(alias: str, options: Mapping[str, Any]) -> BackendOptions:
         alias=alias,
         table_name=_str(alias, "TABLE_NAME", options.get("TABLE_NAME", env.get(ENV_TABLE))),
         queue_urls=_queue_urls(alias, urls_raw) if urls_raw is not None else {},
-        queue_name_prefix=_prefix(alias, options.get("QUEUE_NAME_PREFIX", env.get(ENV_QUEUE_PREFIX))),
+        queue_name_prefix=_prefix(
+            alias, options.get("QUEUE_NAME_PREFIX", env.get(ENV_QUEUE_PREFIX))
+        ),
         region_name=_str(alias, "REGION_NAME", options.get("REGION_NAME")),
         endpoint_url=_str(alias, "ENDPOINT_URL", options.get("ENDPOINT_URL")),
         client_config=_client_config(alias, options.get("CLIENT_CONFIG", {})),

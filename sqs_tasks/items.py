@@ -50,7 +50,7 @@ def expiry(moment: datetime, ttl: timedelta | None) -> dict[str, str] | None:
     return {"N": str(int((moment + ttl).timestamp()))}
 
 
-def new_item(result: TaskResult, *, ttl: timedelta | None, now: datetime) -> Item:
+def new_item(result: TaskResult[..., Any], *, ttl: timedelta | None, now: datetime) -> Item:
     """The READY item enqueue writes for a fresh result."""
     task = result.task
     item: Item = {
@@ -89,7 +89,7 @@ def error_value(error: TaskError) -> dict[str, Any]:
     }
 
 
-def load_task(path: str) -> Task:
+def load_task(path: str) -> Task[..., Any]:
     """Import the Task at path; anything else (a plain callable, a module) is refused."""
     try:
         obj = import_string(path)
@@ -107,7 +107,7 @@ def _opt_time(item: Item, name: str) -> datetime | None:
     return parse_timestamp(value["S"]) if value else None
 
 
-def to_result(item: Item, task: Task | None = None) -> TaskResult:
+def to_result(item: Item, task: Task[..., Any] | None = None) -> TaskResult[..., Any]:
     """Build the TaskResult an item describes."""
     base = task if task is not None else load_task(item["task_path"]["S"])
     run_after = _opt_time(item, "run_after")

@@ -79,7 +79,7 @@ def decode(body: str) -> Envelope:
         raise MessageError("message body is not a JSON object")
     if data.get("v") != VERSION:
         raise MessageError(f"unknown message version {data.get('v')!r} (expected {VERSION})")
-    fields = {}
+    fields: dict[str, Any] = {}
     for name, kind in _FIELDS.items():
         value = data.get(name)
         if not isinstance(value, kind) or isinstance(value, bool):

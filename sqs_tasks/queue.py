@@ -8,6 +8,7 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
+
 class QueueClient:
     """Sends messages to the SQS queue of each Django queue name."""
 

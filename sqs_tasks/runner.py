@@ -86,7 +86,9 @@ def _not_claimed(backend: Any, envelope: Envelope, item: Item | None, now: datet
         return
     status = item["status"]["S"]
     if status in TERMINAL:
-        logger.info("Result %s is already %s: duplicate delivery dropped", envelope.result_id, status)
+        logger.info(
+            "Result %s is already %s: duplicate delivery dropped", envelope.result_id, status
+        )
         return
     if status == RUNNING:
         raise Redeliver(f"result {envelope.result_id} is running under a live lease")
@@ -100,7 +102,7 @@ def _not_claimed(backend: Any, envelope: Envelope, item: Item | None, now: datet
     raise Redeliver(f"result {envelope.result_id} could not be claimed ({status})")
 
 
-def _execute(backend: Any, result: TaskResult, item: Item) -> None:
+def _execute(backend: Any, result: TaskResult[..., Any], item: Item) -> None:
     """Run the task like django.tasks' ImmediateBackend, recording the outcome first."""
     task = result.task
     store = backend.store
@@ -142,7 +144,7 @@ def _execute(backend: Any, result: TaskResult, item: Item) -> None:
         close_old_connections()
 
 
-def _warn_superseded(result: TaskResult, recorded: bool) -> None:
+def _warn_superseded(result: TaskResult[..., Any], recorded: bool) -> None:
     if not recorded:
         logger.warning(
             "Result %s attempt %s outlived its lease; a newer attempt owns the result",

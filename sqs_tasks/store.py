@@ -56,9 +56,7 @@ class ResultStore:
 
     def put_new(self, item: Item) -> None:
         """Write a fresh READY item; an id collision is an error, never an overwrite."""
-        self._client().put_item(
-            TableName=self.table_name, Item=item, ConditionExpression=COND_NEW
-        )
+        self._client().put_item(TableName=self.table_name, Item=item, ConditionExpression=COND_NEW)
 
     def get(self, result_id: str) -> Item | None:
         """Read an item with a consistent read, so a refresh never goes back in time."""
@@ -95,7 +93,8 @@ class ResultStore:
             )
         except ClientError as e:
             if _conditional_failure(e):
-                return Claim(claimed=False, item=e.response.get("Item"))
+                old: Item | None = e.response.get("Item")  # type: ignore[assignment]
+                return Claim(claimed=False, item=old)
             raise
         return Claim(claimed=True, item=response["Attributes"])
 

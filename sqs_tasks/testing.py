@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +36,7 @@ TABLE_DEFINITION: dict[str, Any] = {
     ],
 }
 # As the SAM stack sets them: visibility at 6 x a 30 s function timeout, redrive after 5.
-QUEUE_ATTRIBUTES = {"VisibilityTimeout": "180"}
+QUEUE_ATTRIBUTES: dict[str, str] = {"VisibilityTimeout": "180"}
 MAX_RECEIVE_COUNT = 5
 # What a Lambda invocation has left, as drain()'s stand-in context reports it.
 DRAIN_REMAINING_MS = 60_000
@@ -58,7 +58,9 @@ def _backend_options(alias: str, params: dict[str, Any]) -> tuple[str, str]:
     return table, prefix if prefix is not None else f"sqs-tasks-{alias}-"
 
 
-def _provision(settings_tasks: dict[str, Any], endpoint_url: str | None, region: str) -> dict[str, Any]:
+def _provision(
+    settings_tasks: dict[str, Any], endpoint_url: str | None, region: str
+) -> dict[str, Any]:
     import boto3
 
     session = boto3.session.Session(region_name=region)
@@ -80,9 +82,9 @@ def _provision(settings_tasks: dict[str, Any], endpoint_url: str | None, region:
                 f'{{"deadLetterTargetArn":"{dlq_arn["Attributes"]["QueueArn"]}",'
                 f'"maxReceiveCount":"{MAX_RECEIVE_COUNT}"}}'
             )
+            attributes: Any = {**QUEUE_ATTRIBUTES, "RedrivePolicy": redrive}
             urls[queue_name] = sqs.create_queue(
-                QueueName=f"{prefix}{queue_name}",
-                Attributes={**QUEUE_ATTRIBUTES, "RedrivePolicy": redrive},
+                QueueName=f"{prefix}{queue_name}", Attributes=attributes
             )["QueueUrl"]
         options = {k: v for k, v in params.get("OPTIONS", {}).items() if k != "QUEUE_NAME_PREFIX"}
         options.update(TABLE_NAME=table, QUEUE_URLS=urls, REGION_NAME=region)
@@ -230,7 +232,6 @@ def _fixture() -> Any:
     return sqs_tasks_aws
 
 
-try:
+# A pytest plugin (see pyproject's pytest11 entry point); without pytest only the helpers load.
+with suppress(ImportError):
     sqs_tasks_aws = _fixture()
-except ImportError:  # pytest is not installed: the context manager still works.
-    pass

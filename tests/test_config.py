@@ -73,7 +73,9 @@ def test_result_ttl_none_keeps_results_forever() -> None:
 def test_checks_report_missing_table_and_queues(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("SQS_TASKS_TABLE", "SQS_TASKS_QUEUE_PREFIX", "SQS_TASKS_QUEUE_URLS"):
         monkeypatch.delenv(name, raising=False)
-    backend = _backend({"QUEUE_URLS": {"default": "https://sqs.example/1/default"}}, ["default", "emails"])
+    backend = _backend(
+        {"QUEUE_URLS": {"default": "https://sqs.example/1/default"}}, ["default", "emails"]
+    )
 
     errors = backend.check()
 

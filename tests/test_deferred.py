@@ -16,7 +16,10 @@ from tests import tasks
     ("wait", "checks"),
     [
         (timedelta(minutes=20), [timedelta(minutes=16), timedelta(minutes=19, seconds=50)]),
-        (timedelta(days=3), [timedelta(minutes=16), timedelta(hours=6), timedelta(days=2, hours=23)]),
+        (
+            timedelta(days=3),
+            [timedelta(minutes=16), timedelta(hours=6), timedelta(days=2, hours=23)],
+        ),
     ],
     ids=["20-minutes", "3-days"],
 )

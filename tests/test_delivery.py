@@ -29,8 +29,12 @@ def _send(body: str, queue: str = "default") -> None:
 
 
 def _receive_all(queue: str = "default") -> list[dict[str, Any]]:
-    response = _backend().client("sqs").receive_message(
-        QueueUrl=_queue_url(queue), MaxNumberOfMessages=10, MessageSystemAttributeNames=["All"]
+    response = (
+        _backend()
+        .client("sqs")
+        .receive_message(
+            QueueUrl=_queue_url(queue), MaxNumberOfMessages=10, MessageSystemAttributeNames=["All"]
+        )
     )
     messages: list[dict[str, Any]] = response.get("Messages", [])
     return messages

@@ -42,7 +42,7 @@ def test_failure_records_exception_and_traceback(stack: Stack) -> None:
     assert error.exception_class is ValueError
     assert "boom" in error.traceback
     with pytest.raises(ValueError, match="Task failed"):
-        result.return_value
+        _ = result.return_value
 
 
 def test_system_exit_and_non_json_return_are_failures(stack: Stack) -> None:
@@ -110,9 +110,14 @@ def test_signals_are_sent_with_the_backend_class(stack: Stack) -> None:
 
         return on
 
-    handlers = {s: receiver(n) for s, n in [
-        (task_enqueued, "enqueued"), (task_started, "started"), (task_finished, "finished")
-    ]}
+    handlers = {
+        s: receiver(n)
+        for s, n in [
+            (task_enqueued, "enqueued"),
+            (task_started, "started"),
+            (task_finished, "finished"),
+        ]
+    }
     for signal, handler in handlers.items():
         signal.connect(handler)
     try:
@@ -148,9 +153,9 @@ def test_each_queue_gets_its_own_sqs_queue(stack: Stack) -> None:
     sqs = default_task_backend.client("sqs")  # type: ignore[attr-defined]
     depth = {
         name: int(
-            sqs.get_queue_attributes(
-                QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
-            )["Attributes"]["ApproximateNumberOfMessages"]
+            sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])[
+                "Attributes"
+            ]["ApproximateNumberOfMessages"]
         )
         for name, url in urls.items()
     }

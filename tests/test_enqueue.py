@@ -75,7 +75,7 @@ def test_invalid_task_options_are_refused(stack: Stack) -> None:
     with pytest.raises(InvalidTask, match="Queue 'nope' is not valid"):
         tasks.add.using(queue_name="nope").enqueue(1, 2)
     with pytest.raises(InvalidTask, match="run_after must be an aware datetime"):
-        tasks.add.using(run_after=datetime.now()).enqueue(1, 2)  # noqa: DTZ005
+        tasks.add.using(run_after=datetime.now()).enqueue(1, 2)
 
 
 def test_happy_path_item_is_small_and_readable(stack: Stack) -> None:
