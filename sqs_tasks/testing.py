@@ -8,6 +8,7 @@ is due at the moved time and leaves the rest waiting.
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -116,6 +117,8 @@ def aws_stack(*, server: bool = True, region: str = "us-east-1") -> Iterator[Sta
         if server:
             from moto.server import ThreadedMotoServer
 
+            # One access-log line per request would drown the output of a test or demo.
+            logging.getLogger("werkzeug").setLevel(logging.WARNING)
             moto_server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
             moto_server.start()
             stack.callback(moto_server.stop)

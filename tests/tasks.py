@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter
 
 from django.tasks import TaskContext, task
@@ -77,3 +78,9 @@ def spawn(n: int) -> list[str]:
 
 
 not_a_task = print
+
+
+@task
+def chatty(word: str) -> str:
+    logging.getLogger("tests.tasks").info("saying %s", word)
+    return word

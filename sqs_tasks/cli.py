@@ -1,0 +1,116 @@
+"""The `sqs-tasks` command: run the example project end to end on an embedded AWS."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+
+def _setup_django(settings_module: str) -> None:
+    # Like manage.py: the project lives in the current directory.
+    sys.path.insert(0, os.getcwd())
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", settings_module)
+    import django
+
+    django.setup()
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A plain-text table with a header rule, columns padded to their widest cell."""
+    cells = [[str(c) for c in headers], *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def describe(result: Any) -> list[object]:
+    """One table row for a TaskResult: what ran, how it ended, and how long it took."""
+    duration = ""
+    if result.started_at and result.finished_at:
+        duration = f"{(result.finished_at - result.started_at) / timedelta(milliseconds=1):.0f} ms"
+    if result.status == "SUCCESSFUL":
+        outcome = repr(result.return_value)
+    elif result.errors:
+        last = result.errors[-1]
+        message = last.traceback.strip().splitlines()[-1]
+        outcome = message
+    else:
+        outcome = "waiting" if result.task.run_after else ""
+    if len(outcome) > 60:
+        outcome = outcome[:57] + "..."
+    return [
+        result.id[:8],
+        result.task.name,
+        result.task.queue_name,
+        result.task.priority,
+        result.status,
+        result.attempts,
+        duration,
+        outcome,
+    ]
+
+
+def demo(args: argparse.Namespace) -> int:
+    """Enqueue the example tasks on moto, run them through the Lambda handler, print results."""
+    _setup_django(args.settings)
+    from django.tasks import default_task_backend
+
+    from example import tasks
+
+    from .testing import aws_stack, drain
+
+    with aws_stack() as stack:
+        print(f"Embedded AWS (moto server) at {stack.endpoint_url}")
+        later = datetime.now(UTC) + timedelta(hours=1)
+        expected = {
+            tasks.add.enqueue(2, 3).id: "SUCCESSFUL",
+            tasks.shout.enqueue("hello").id: "SUCCESSFUL",
+            tasks.whoami.enqueue().id: "SUCCESSFUL",
+            tasks.fan_out.enqueue(2).id: "SUCCESSFUL",
+            tasks.fail.enqueue("failing on purpose").id: "FAILED",
+            tasks.add.using(run_after=later).enqueue(40, 2).id: "READY",
+        }
+        print(f"Enqueued {len(expected)} tasks; draining the queues through lambda_handler...")
+        processed = drain()
+        print(f"Processed {processed} messages.\n")
+        results = [default_task_backend.get_result(i) for i in expected]
+        children = [
+            default_task_backend.get_result(child)
+            for r in results
+            if r.task.name == "fan_out" and r.status == "SUCCESSFUL"
+            for child in r.return_value
+        ]
+        expected.update({c.id: "SUCCESSFUL" for c in children})
+        everything = results + children
+        headers = ["id", "task", "queue", "prio", "status", "tries", "took", "result / error"]
+        print(format_table(headers, [describe(r) for r in everything]))
+        wrong = [r for r in everything if r.status != expected[r.id]]
+    if wrong:
+        for r in wrong:
+            print(
+                f"\n{r.id}: {r.task.name} is {r.status}, expected {expected[r.id]}", file=sys.stderr
+            )
+        return 1
+    print(f"\nAll {len(everything)} tasks reached the state they should.")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `sqs-tasks` console script."""
+    parser = argparse.ArgumentParser(prog="sqs-tasks", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo_parser = commands.add_parser("demo", help=demo.__doc__)
+    demo_parser.add_argument("--settings", default="example.settings", help="settings module")
+    demo_parser.set_defaults(run=demo)
+    args = parser.parse_args(argv)
+    result: int = args.run(args)
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

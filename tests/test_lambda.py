@@ -1,0 +1,107 @@
+"""The Lambda entry points: structured logs, dead letters, and the time left in an invocation."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from django.tasks import TaskResultStatus, default_task_backend
+
+from lambda_handler import dlq
+from lambda_handler.boot import configure_logging
+from lambda_handler.handler import handler
+from sqs_tasks.testing import DrainContext, Stack, drain, lambda_record
+from tests import tasks
+
+
+def _backend() -> Any:
+    return default_task_backend
+
+
+def _records() -> list[dict[str, Any]]:
+    sqs = _backend().client("sqs")
+    url = _backend().queue.url("default")
+    messages = sqs.receive_message(
+        QueueUrl=url, MaxNumberOfMessages=10, MessageSystemAttributeNames=["All"]
+    )["Messages"]
+    return [lambda_record(m, url, sqs.meta.region_name) for m in messages]
+
+
+@pytest.fixture
+def json_logs() -> Iterator[io.StringIO]:
+    """Powertools JSON logging, as a Lambda container gets it, captured in a buffer."""
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    stream = io.StringIO()
+    configure_logging(stream)
+    yield stream
+    root.handlers, root.level = saved[0], saved[1]
+
+
+def test_every_log_line_of_a_task_carries_its_id_and_path(
+    stack: Stack, json_logs: io.StringIO
+) -> None:
+    result = tasks.chatty.enqueue("hello")
+
+    drain()
+    logging.getLogger("tests").warning("after the task")
+
+    lines = {line["message"]: line for line in map(json.loads, json_logs.getvalue().splitlines())}
+    assert lines["saying hello"]["task_id"] == result.id
+    assert lines["saying hello"]["task_path"] == "tests.tasks.chatty"
+    assert lines["saying hello"]["level"] == "INFO"
+    assert "task_id" not in lines["after the task"]
+
+
+class _ShortContext(DrainContext):
+    def get_remaining_time_in_millis(self) -> int:
+        return 1_000
+
+
+def test_no_task_starts_without_time_to_run(stack: Stack) -> None:
+    result = tasks.count.enqueue("late")
+
+    response = handler({"Records": _records()}, _ShortContext())
+    result.refresh()
+
+    assert len(response["batchItemFailures"]) == 1
+    assert tasks.runs["late"] == 0
+    assert result.status == TaskResultStatus.READY
+
+
+def test_dead_letter_of_an_abandoned_result_fails_it(stack: Stack) -> None:
+    result = tasks.add.enqueue(1, 2)
+    records = _records()
+    now = datetime.now(UTC)
+    _backend().store.claim(result.id, "died", now - timedelta(hours=1), now - timedelta(minutes=1))
+
+    assert dlq.handler({"Records": records}, DrainContext())["batchItemFailures"] == []
+    result.refresh()
+
+    assert result.status == TaskResultStatus.FAILED
+    assert result.errors[0].exception_class_path == "sqs_tasks.exceptions.WorkerLost"
+    assert "dead-lettered" in result.errors[0].traceback
+    assert [i["id"]["S"] for i in _backend().store.failures("default")] == [result.id]
+
+
+def test_dead_letter_leaves_finished_and_running_results_alone(stack: Stack) -> None:
+    running = tasks.add.enqueue(1, 1)
+    finished = tasks.add.enqueue(2, 2)
+    records = _records()
+    now = datetime.now(UTC)
+    _backend().store.claim(running.id, "alive", now, now + timedelta(minutes=5))
+    claim = _backend().store.claim(finished.id, "done", now, now + timedelta(minutes=5))
+    _backend().store.finish(claim.item, now=now, return_json="4")
+
+    dlq.handler({"Records": records}, DrainContext())
+    running.refresh()
+    finished.refresh()
+
+    assert running.status == TaskResultStatus.RUNNING
+    assert finished.status == TaskResultStatus.SUCCESSFUL
+    assert finished.return_value == 4
