@@ -1,5 +1,9 @@
 """Tasks of the example project."""
 
+from __future__ import annotations
+
+from typing import Any
+
 from django.tasks import TaskContext, task
 
 
@@ -22,7 +26,7 @@ def fail(reason: str) -> None:
 
 
 @task(takes_context=True)
-def whoami(context: TaskContext) -> dict[str, object]:
+def whoami(context: TaskContext[..., Any]) -> dict[str, object]:
     """Report the result id and attempt this run sees."""
     return {"id": context.task_result.id, "attempt": context.attempt}
 

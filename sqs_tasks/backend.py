@@ -6,8 +6,9 @@ import threading
 import traceback
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
+from asgiref.sync import sync_to_async
 from botocore.exceptions import ClientError
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
@@ -21,9 +22,16 @@ from django.utils.crypto import get_random_string
 from .conf import ENV_QUEUE_PREFIX, ENV_TABLE, parse_options
 from .exceptions import EnqueueError, PayloadTooLarge
 from .items import MAX_ITEM_BYTES, Item, item_size, new_item, to_result
-from .message import Envelope, delay_seconds
+from .message import MAX_DELAY_SECONDS, Envelope, delay_seconds
 from .queue import QueueClient
+from .schedule import Scheduler
 from .store import ResultStore
+from .task import SQSTask
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from .bulk import BulkEntry
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -39,6 +47,7 @@ class SQSBackend(BaseTaskBackend):
     supports_async_task = True
     supports_get_result = True
     supports_priority = True
+    task_class = SQSTask
 
     def __init__(self, alias: str, params: dict[str, Any]) -> None:
         super().__init__(alias, params)
@@ -86,6 +95,33 @@ class SQSBackend(BaseTaskBackend):
             prefix=self.config.queue_name_prefix,
         )
 
+    @cached_property
+    def scheduler(self) -> Scheduler | None:
+        """EventBridge Scheduler for waits over 15 minutes, when the stack provides it."""
+        group, role = self.config.schedule_group, self.config.scheduler_role_arn
+        if group is None or role is None:
+            return None
+        return Scheduler(lambda: self.client("scheduler"), group=group, role_arn=role)
+
+    def validate_task(self, task: Task[..., Any]) -> None:
+        """Django's checks, plus the retry settings of an SQSTask."""
+        super().validate_task(task)
+        if isinstance(task, SQSTask):
+            task.validate_retries()
+
+    def dispatch(self, envelope: Envelope, run_after: datetime | None, now: datetime) -> None:
+        """Make the message due at run_after: an SQS delay up to 15 minutes, else a schedule."""
+        if (
+            run_after is not None
+            and self.scheduler is not None
+            and (run_after - now).total_seconds() > MAX_DELAY_SECONDS
+        ):
+            queue_arn = self.queue.arn(envelope.queue_name)
+            self.scheduler.schedule(envelope.result_id, queue_arn, envelope.encode(), run_after)
+        else:
+            delay = delay_seconds(run_after, now)
+            self.queue.send(envelope.queue_name, envelope.encode(), delay=delay)
+
     def enqueue(
         self, task: Task[P, R], args: list[Any], kwargs: dict[str, Any]
     ) -> TaskResult[P, R]:
@@ -107,13 +143,11 @@ class SQSBackend(BaseTaskBackend):
             worker_ids=[],
         )
         item = self._new_item(result, now)
-        body = Envelope(
-            result.id, self.alias, task.module_path, task.queue_name, task.priority
-        ).encode()
+        envelope = Envelope(result.id, self.alias, task.module_path, task.queue_name, task.priority)
         self.queue.url(task.queue_name)  # Fail on an unmapped queue before writing anything.
         self._put(item)
         try:
-            self.queue.send(task.queue_name, body, delay=delay_seconds(task.run_after, now))
+            self.dispatch(envelope, task.run_after, now)
         except Exception as e:
             self._fail_unsent(result, e)
             raise EnqueueError(
@@ -199,3 +233,13 @@ class SQSBackend(BaseTaskBackend):
                 )
             )
         return errors
+
+    def enqueue_many(self, entries: Iterable[BulkEntry]) -> list[TaskResult[..., Any]]:
+        """Enqueue (task, args, kwargs) entries in batches; results come back in input order."""
+        from .bulk import enqueue_many  # Workers never bulk-enqueue: kept out of their boot.
+
+        return enqueue_many(self, entries)
+
+    async def aenqueue_many(self, entries: Iterable[BulkEntry]) -> list[TaskResult[..., Any]]:
+        """See enqueue_many()."""
+        return await sync_to_async(self.enqueue_many, thread_sensitive=True)(entries)

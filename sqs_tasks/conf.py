@@ -17,6 +17,8 @@ ENV_TABLE = "SQS_TASKS_TABLE"
 ENV_QUEUE_PREFIX = "SQS_TASKS_QUEUE_PREFIX"
 ENV_QUEUE_URLS = "SQS_TASKS_QUEUE_URLS"
 ENV_RESULT_TTL = "SQS_TASKS_RESULT_TTL"
+ENV_SCHEDULE_GROUP = "SQS_TASKS_SCHEDULE_GROUP"
+ENV_SCHEDULER_ROLE_ARN = "SQS_TASKS_SCHEDULER_ROLE_ARN"
 
 DEFAULT_RESULT_TTL = timedelta(days=14)
 # Without a Lambda context a worker holds its claim this long before another may retake it.
@@ -44,6 +46,9 @@ class BackendOptions:
     client_config: Config
     result_ttl: timedelta | None
     lease: timedelta
+    # With both set, waits over 15 minutes become one EventBridge Scheduler schedule each.
+    schedule_group: str | None = None
+    scheduler_role_arn: str | None = None
 
 
 def _fail(alias: str, key: str, problem: str) -> ImproperlyConfigured:
@@ -126,7 +131,20 @@ def parse_options(alias: str, options: Mapping[str, Any]) -> BackendOptions:
         ),
         lease=_duration(alias, "LEASE", options.get("LEASE", DEFAULT_LEASE), allow_none=False)
         or DEFAULT_LEASE,
+        schedule_group=_str(
+            alias, "SCHEDULE_GROUP", options.get("SCHEDULE_GROUP", env.get(ENV_SCHEDULE_GROUP))
+        ),
+        scheduler_role_arn=_role_arn(
+            alias, options.get("SCHEDULER_ROLE_ARN", env.get(ENV_SCHEDULER_ROLE_ARN))
+        ),
     )
+
+
+def _role_arn(alias: str, value: Any) -> str | None:
+    arn = _str(alias, "SCHEDULER_ROLE_ARN", value)
+    if arn is not None and not arn.startswith("arn:"):
+        raise _fail(alias, "SCHEDULER_ROLE_ARN", f"must be an IAM role ARN, not {arn!r}")
+    return arn
 
 
 def _prefix(alias: str, value: Any) -> str | None:
@@ -148,5 +166,7 @@ KNOWN_OPTIONS = frozenset(
         "CLIENT_CONFIG",
         "RESULT_TTL",
         "LEASE",
+        "SCHEDULE_GROUP",
+        "SCHEDULER_ROLE_ARN",
     }
 )

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
 from django.core.exceptions import ImproperlyConfigured
+
+from . import backoff
 
 
 class QueueClient:
@@ -23,6 +26,7 @@ class QueueClient:
         self._client = client
         self._alias = alias
         self._urls = dict(queue_urls)
+        self._arns: dict[str, str] = {}
         self._prefix = prefix
         self._lock = threading.Lock()
 
@@ -42,6 +46,15 @@ class QueueClient:
                 self._urls[queue_name] = response["QueueUrl"]
             return self._urls[queue_name]
 
+    def arn(self, queue_name: str) -> str:
+        """The queue's ARN, looked up once (a schedule targets queues by ARN)."""
+        if queue_name not in self._arns:
+            response = self._client().get_queue_attributes(
+                QueueUrl=self.url(queue_name), AttributeNames=["QueueArn"]
+            )
+            self._arns[queue_name] = response["Attributes"]["QueueArn"]
+        return self._arns[queue_name]
+
     def send(self, queue_name: str, body: str, *, delay: int = 0) -> str:
         """Send one message; returns its SQS message id."""
         kwargs: dict[str, Any] = {"QueueUrl": self.url(queue_name), "MessageBody": body}
@@ -50,3 +63,38 @@ class QueueClient:
         response = self._client().send_message(**kwargs)
         message_id: str = response["MessageId"]
         return message_id
+
+    def send_many(
+        self, queue_name: str, messages: Sequence[tuple[str, str, int]]
+    ) -> dict[str, str]:
+        """Send (key, body, delay) triples with SendMessageBatch, 10 a call; returns failures."""
+        url = self.url(queue_name)
+        failed: dict[str, str] = {}
+        for start in range(0, len(messages), 10):
+            pending = {str(i): m for i, m in enumerate(messages[start : start + 10])}
+            why: dict[str, str] = {}
+            for attempt in range(backoff.BATCH_ATTEMPTS):
+                if attempt:
+                    backoff.pause(attempt)
+                entries = [
+                    {"Id": i, "MessageBody": body, **({"DelaySeconds": delay} if delay else {})}
+                    for i, (_, body, delay) in pending.items()
+                ]
+                try:
+                    response = self._client().send_message_batch(QueueUrl=url, Entries=entries)
+                except (ClientError, BotoCoreError) as e:
+                    why = dict.fromkeys(pending, f"SendMessageBatch failed: {e}")
+                    break
+                retry = {}
+                for entry in response.get("Failed", []):
+                    said = [entry["Code"], entry.get("Message")]
+                    why[entry["Id"]] = ": ".join(filter(None, said))
+                    if entry.get("SenderFault"):
+                        failed[pending[entry["Id"]][0]] = why.pop(entry["Id"])
+                    else:  # Throttling or an SQS fault: may go through next time.
+                        retry[entry["Id"]] = pending[entry["Id"]]
+                pending = retry
+                if not pending:
+                    break
+            failed.update((pending[i][0], reason) for i, reason in why.items() if i in pending)
+        return failed

@@ -16,8 +16,9 @@ from django.utils.json import normalize_json
 
 from .exceptions import InvalidTaskPath, ResultTooLarge
 from .items import MAX_ITEM_BYTES, Item, dumps, item_size, load_task, to_result
-from .message import Envelope, decode, delay_seconds
+from .message import Envelope, decode
 from .store import READY, RUNNING, TERMINAL
+from .task import SQSTask
 
 logger = logging.getLogger("sqs_tasks.runner")
 
@@ -75,7 +76,7 @@ def run_message(body: str, *, worker_id: str, remaining: timedelta | None = None
             logger.error("Refused result %s: %s", envelope.result_id, e)
             store.finish(item, now=datetime.now(UTC), error=_error(e))
             return
-        _execute(backend, to_result(item, task), item)
+        _execute(backend, envelope, to_result(item, task), item)
     finally:
         current_task.reset(token)
 
@@ -93,16 +94,16 @@ def _not_claimed(backend: Any, envelope: Envelope, item: Item | None, now: datet
     if status == RUNNING:
         raise Redeliver(f"result {envelope.result_id} is running under a live lease")
     if status == READY and "run_after" in item:
-        delay = delay_seconds(datetime.fromisoformat(item["run_after"]["S"]), now)
-        if delay:
-            # Early: hand the wait to a fresh message, so this one can be deleted.
-            backend.queue.send(item["queue_name"]["S"], envelope.encode(), delay=delay)
-            logger.info("Result %s not due: re-sent with %ss delay", envelope.result_id, delay)
+        run_after = datetime.fromisoformat(item["run_after"]["S"])
+        if run_after > now:
+            # Early: hand the wait to a fresh message (or schedule), so this one can go.
+            backend.dispatch(envelope, run_after, now)
+            logger.info("Result %s not due until %s: deferred again", envelope.result_id, run_after)
             return
     raise Redeliver(f"result {envelope.result_id} could not be claimed ({status})")
 
 
-def _execute(backend: Any, result: TaskResult[..., Any], item: Item) -> None:
+def _execute(backend: Any, envelope: Envelope, result: TaskResult[..., Any], item: Item) -> None:
     """Run the task like django.tasks' ImmediateBackend, recording the outcome first."""
     task = result.task
     store = backend.store
@@ -125,6 +126,9 @@ def _execute(backend: Any, result: TaskResult[..., Any], item: Item) -> None:
         raise
     except BaseException as e:
         error = _error(e)
+        if isinstance(task, SQSTask) and task.should_retry(e, result.attempts):
+            _retry(backend, envelope, result, item, error)
+            return
         finished = datetime.now(UTC)
         recorded = store.finish(item, now=finished, error=error)
         object.__setattr__(result, "finished_at", finished)
@@ -142,6 +146,28 @@ def _execute(backend: Any, result: TaskResult[..., Any], item: Item) -> None:
         task_finished.send(type(backend), task_result=result)
     finally:
         close_old_connections()
+
+
+def _retry(
+    backend: Any, envelope: Envelope, result: TaskResult[..., Any], item: Item, error: TaskError
+) -> None:
+    """Schedule the next attempt, then put the result back to READY with this error kept."""
+    task: SQSTask = result.task  # type: ignore[assignment]
+    now = datetime.now(UTC)
+    run_after = now + task.retry_delay(result.attempts)
+    # Message first: if the update then fails, the lease lapses and the message still runs it.
+    backend.dispatch(envelope, run_after, now)
+    recorded = backend.store.retry(item, now=now, error=error, run_after=run_after)
+    object.__setattr__(result, "status", TaskResultStatus.READY)
+    result.errors.append(error)
+    _warn_superseded(result, recorded)
+    logger.warning(
+        "Result %s attempt %s of %s failed: retrying after %s",
+        result.id,
+        result.attempts,
+        task.max_attempts,
+        run_after,
+    )
 
 
 def _warn_superseded(result: TaskResult[..., Any], recorded: bool) -> None:

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 from django.tasks import TaskResultStatus
 from django.tasks.base import TaskError
 
+from . import backoff
 from .items import FAILURE_SHARDS, Item, error_value, expiry, failure_partition, timestamp
 
 READY = TaskResultStatus.READY.value
@@ -40,6 +41,14 @@ class Claim:
 
     claimed: bool
     item: Item | None
+
+
+@dataclass(frozen=True, slots=True)
+class Unwritten:
+    """An item put_many could not write: why, and whether the write may have landed anyway."""
+
+    reason: str
+    uncertain: bool
 
 
 def _conditional_failure(error: ClientError) -> bool:
@@ -124,6 +133,32 @@ class ResultStore:
             sets += ["errors = list_append(errors, :error)", "failure_pk = :fpk"]
         return self._close(item["id"]["S"], sets, COND_OWNER, values, now)
 
+    def retry(self, item: Item, *, now: datetime, error: TaskError, run_after: datetime) -> bool:
+        """Put a failed attempt back to READY until run_after; False if it lost its claim."""
+        try:
+            self._client().update_item(
+                TableName=self.table_name,
+                Key={"id": item["id"]},
+                UpdateExpression=(
+                    "SET #status = :ready, run_after = :run_after,"
+                    " errors = list_append(errors, :error) REMOVE lease_until"
+                ),
+                ConditionExpression=COND_OWNER,
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={
+                    ":ready": {"S": READY},
+                    ":running": {"S": RUNNING},
+                    ":attempt": item["attempts"],
+                    ":run_after": {"S": timestamp(run_after)},
+                    ":error": {"L": [error_value(error)]},
+                },
+            )
+        except ClientError as e:
+            if _conditional_failure(e):
+                return False
+            raise
+        return True
+
     def fail_abandoned(
         self, result_id: str, error: TaskError, *, queue_name: str, now: datetime
     ) -> bool:
@@ -182,3 +217,29 @@ class ResultStore:
             found.extend(response.get("Items", []))
         found.sort(key=lambda item: item["finished_at"]["S"], reverse=True)
         return found[:limit]
+
+    def put_many(self, items: Sequence[Item]) -> dict[str, Unwritten]:
+        """Write fresh items with BatchWriteItem, 25 a call; returns those not written, by id."""
+        # No condition is possible here: ids are 32 random characters, so none is overwritten.
+        unwritten: dict[str, Unwritten] = {}
+        for start in range(0, len(items), 25):
+            pending = [{"PutRequest": {"Item": item}} for item in items[start : start + 25]]
+            for attempt in range(backoff.BATCH_ATTEMPTS):
+                if attempt:
+                    backoff.pause(attempt)
+                try:
+                    response = self._client().batch_write_item(
+                        RequestItems={self.table_name: pending}
+                    )
+                except (ClientError, BotoCoreError) as e:
+                    why = Unwritten(f"BatchWriteItem failed: {e}", backoff.maybe_applied(e))
+                    unwritten.update((r["PutRequest"]["Item"]["id"]["S"], why) for r in pending)
+                    break
+                # Throttled: DynamoDB hands back what it did not write, to be sent again.
+                pending = response.get("UnprocessedItems", {}).get(self.table_name, [])
+                if not pending:
+                    break
+            else:
+                why = Unwritten(f"unprocessed after {backoff.BATCH_ATTEMPTS} attempts", False)
+                unwritten.update((r["PutRequest"]["Item"]["id"]["S"], why) for r in pending)
+        return unwritten

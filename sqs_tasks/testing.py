@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 # The table the SAM template provisions, for the embedded AWS only.
@@ -39,6 +40,8 @@ TABLE_DEFINITION: dict[str, Any] = {
 # As the SAM stack sets them: visibility at 6 x a 30 s function timeout, redrive after 5.
 QUEUE_ATTRIBUTES: dict[str, str] = {"VisibilityTimeout": "180"}
 MAX_RECEIVE_COUNT = 5
+# moto does not check roles; the SAM stack makes the real one.
+SCHEDULER_ROLE_ARN = "arn:aws:iam::123456789012:role/sqs-tasks-scheduler"
 # What a Lambda invocation has left, as drain()'s stand-in context reports it.
 DRAIN_REMAINING_MS = 60_000
 
@@ -67,6 +70,7 @@ def _provision(
     session = boto3.session.Session(region_name=region)
     dynamodb = session.client("dynamodb", endpoint_url=endpoint_url)
     sqs = session.client("sqs", endpoint_url=endpoint_url)
+    scheduler = session.client("scheduler", endpoint_url=endpoint_url)
     patched: dict[str, Any] = {}
     for alias, params in settings_tasks.items():
         params = dict(params)
@@ -87,8 +91,16 @@ def _provision(
             urls[queue_name] = sqs.create_queue(
                 QueueName=f"{prefix}{queue_name}", Attributes=attributes
             )["QueueUrl"]
+        group = f"{prefix}schedules"
+        scheduler.create_schedule_group(Name=group)
         options = {k: v for k, v in params.get("OPTIONS", {}).items() if k != "QUEUE_NAME_PREFIX"}
-        options.update(TABLE_NAME=table, QUEUE_URLS=urls, REGION_NAME=region)
+        options.update(
+            TABLE_NAME=table,
+            QUEUE_URLS=urls,
+            REGION_NAME=region,
+            SCHEDULE_GROUP=group,
+            SCHEDULER_ROLE_ARN=SCHEDULER_ROLE_ARN,
+        )
         if endpoint_url:
             options["ENDPOINT_URL"] = endpoint_url
         params["OPTIONS"] = options
@@ -191,7 +203,7 @@ def drain(backend: str = "default", *, batch_size: int = 10, max_messages: int =
     region = sqs.meta.region_name
     seen = 0
     while True:
-        received = 0
+        received = fire_due_schedules(backend)
         for queue_name in sorted(tasks_backend.queues):
             url = tasks_backend.queue.url(queue_name)
             messages = sqs.receive_message(
@@ -221,6 +233,31 @@ def drain(backend: str = "default", *, batch_size: int = 10, max_messages: int =
             return seen
         if seen > max_messages:
             raise RuntimeError(f"drain() saw over {max_messages} messages: do tasks loop?")
+
+
+def fire_due_schedules(backend: str = "default") -> int:
+    """Do what EventBridge Scheduler does at a one-time schedule's time: send, then delete."""
+    from django.tasks import task_backends
+
+    tasks_backend: Any = task_backends[backend]
+    scheduler = tasks_backend.scheduler
+    if scheduler is None:
+        return 0
+    client = tasks_backend.client("scheduler")
+    sqs = tasks_backend.client("sqs")
+    urls = {tasks_backend.queue.arn(q): tasks_backend.queue.url(q) for q in tasks_backend.queues}
+    now = datetime.now(UTC)
+    fired = 0
+    for summary in client.list_schedules(GroupName=scheduler.group)["Schedules"]:
+        schedule = client.get_schedule(GroupName=scheduler.group, Name=summary["Name"])
+        due = datetime.strptime(schedule["ScheduleExpression"], "at(%Y-%m-%dT%H:%M:%S)")
+        if due.replace(tzinfo=UTC) > now:
+            continue
+        target = schedule["Target"]
+        sqs.send_message(QueueUrl=urls[target["Arn"]], MessageBody=target["Input"])
+        client.delete_schedule(GroupName=scheduler.group, Name=summary["Name"])
+        fired += 1
+    return fired
 
 
 def _fixture() -> Any:

@@ -84,3 +84,19 @@ not_a_task = print
 def chatty(word: str) -> str:
     logging.getLogger("tests.tasks").info("saying %s", word)
     return word
+
+
+@task(max_attempts=3, retry_backoff=1, retry_backoff_max=2)
+def flaky(failures: int) -> int:
+    """Fail the first `failures` runs, then succeed."""
+    runs["flaky"] += 1
+    if runs["flaky"] <= failures:
+        raise ConnectionError(f"flaky run {runs['flaky']}")
+    return runs["flaky"]
+
+
+@task(max_attempts=5, retry_on=(ConnectionError,))
+def picky() -> None:
+    """Only connection errors are worth retrying; this raises something else."""
+    runs["picky"] += 1
+    raise PermissionError("not retried")

@@ -2,33 +2,70 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from django.tasks import TaskResultStatus
+from django.tasks import TaskResultStatus, default_task_backend
+from django.test import override_settings
 
 from sqs_tasks.testing import Stack, drain
 from tests import tasks
 
+WAITS = {
+    "20-minutes": (
+        timedelta(minutes=20),
+        [timedelta(minutes=16), timedelta(minutes=19, seconds=50)],
+    ),
+    "6-hours": (timedelta(hours=6), [timedelta(minutes=16), timedelta(hours=5, minutes=59)]),
+    "3-days": (timedelta(days=3), [timedelta(hours=6), timedelta(days=2, hours=23, minutes=59)]),
+}
 
-@pytest.mark.parametrize(
-    ("wait", "checks"),
-    [
-        (timedelta(minutes=20), [timedelta(minutes=16), timedelta(minutes=19, seconds=50)]),
-        (
-            timedelta(days=3),
-            [timedelta(minutes=16), timedelta(hours=6), timedelta(days=2, hours=23)],
-        ),
-    ],
-    ids=["20-minutes", "3-days"],
-)
-def test_deferred_task_never_runs_early(
-    stack: Stack, time_machine: Any, wait: timedelta, checks: list[timedelta]
-) -> None:
+
+# What drain() does in the place of the event source mapping and of EventBridge Scheduler.
+EMULATED = {
+    "ReceiveMessage",
+    "DeleteMessageBatch",
+    "ListSchedules",
+    "GetSchedule",
+    "DeleteSchedule",
+    "GetQueueAttributes",
+}
+
+
+@pytest.fixture(params=["scheduler", "resend"])
+def mode(request: pytest.FixtureRequest, stack: Stack) -> Iterator[str]:
+    """Long waits through EventBridge Scheduler (the stack's way), or SQS re-sends alone."""
+    if request.param == "scheduler":
+        yield request.param
+        return
+    options = {
+        k: v
+        for k, v in stack.tasks["default"]["OPTIONS"].items()
+        if k not in {"SCHEDULE_GROUP", "SCHEDULER_ROLE_ARN"}
+    }
+    with override_settings(TASKS={"default": {**stack.tasks["default"], "OPTIONS": options}}):
+        yield request.param
+
+
+@pytest.fixture
+def calls() -> Iterator[list[str]]:
+    """AWS operations made by the backend's own clients."""
+    made: list[str] = []
+    backend: Any = default_task_backend
+    clients = [backend.client(s) for s in ("dynamodb", "sqs", "scheduler")]
+    for client in clients:
+        client.meta.events.register("before-call.*.*", lambda model, **kw: made.append(model.name))
+    yield made
+
+
+@pytest.mark.parametrize("wait", WAITS, ids=list(WAITS))
+def test_deferred_task_never_runs_early(mode: str, time_machine: Any, wait: str) -> None:
+    delay, checks = WAITS[wait]
     start = datetime.now(UTC)
     time_machine.move_to(start, tick=True)
-    run_after = start + wait
+    run_after = start + delay
     result = tasks.count.using(run_after=run_after).enqueue("deferred")
 
     for offset in checks:
@@ -45,4 +82,27 @@ def test_deferred_task_never_runs_early(
     assert tasks.runs["deferred"] == 1
     assert result.status == TaskResultStatus.SUCCESSFUL
     assert result.started_at >= run_after
-    assert result.task.run_after == run_after
+
+
+def test_a_three_day_wait_costs_one_schedule(
+    mode: str, time_machine: Any, calls: list[str]
+) -> None:
+    start = datetime.now(UTC)
+    time_machine.move_to(start, tick=True)
+    tasks.count.using(run_after=start + timedelta(days=3)).enqueue("waiting")
+    enqueue_calls = list(calls)
+    calls.clear()
+
+    # Each time SQS hands the message back early, the worker defers it again.
+    for quarter in range(1, 5):
+        time_machine.move_to(start + quarter * timedelta(minutes=15, seconds=1), tick=True)
+        drain()
+    waiting = [c for c in calls if c not in EMULATED]
+
+    if mode == "scheduler":
+        assert enqueue_calls == ["PutItem", "GetQueueAttributes", "CreateSchedule"]
+        assert waiting == []  # nothing is delivered until the schedule fires
+    else:
+        assert enqueue_calls == ["PutItem", "SendMessage"]
+        # A claim attempt and a re-send every 15 minutes: 96 of each per waiting day.
+        assert waiting == ["UpdateItem", "SendMessage"] * 4

@@ -1,0 +1,51 @@
+"""SQSTask: Django's Task plus opt-in retries, set as `@task(max_attempts=..., ...)`."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.tasks import Task
+from django.tasks.exceptions import InvalidTask
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SQSTask(Task):  # type: ignore[type-arg]
+    """A Task that may be retried with exponential backoff and jitter when it raises."""
+
+    # 1 keeps Django's semantics: the first failure is final.
+    max_attempts: int = 1
+    # Seconds before the first retry; each later retry waits up to twice as long.
+    retry_backoff: float = 2.0
+    retry_backoff_max: float = 3600.0
+    # Only these exceptions are retried; SystemExit and the like end the task at once.
+    retry_on: tuple[type[BaseException], ...] = (Exception,)
+
+    def validate_retries(self) -> None:
+        """Refuse retry settings that cannot work, naming the setting and its limit."""
+        if isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int):
+            raise InvalidTask(f"max_attempts must be a whole number, not {self.max_attempts!r}.")
+        if not 1 <= self.max_attempts <= 100:
+            raise InvalidTask(f"max_attempts must be between 1 and 100, not {self.max_attempts}.")
+        if not 0 < self.retry_backoff <= self.retry_backoff_max:
+            raise InvalidTask(
+                "retry_backoff must be positive and at most retry_backoff_max "
+                f"({self.retry_backoff!r} > {self.retry_backoff_max!r})."
+            )
+        if not self.retry_on or not all(
+            isinstance(kind, type) and issubclass(kind, BaseException) for kind in self.retry_on
+        ):
+            raise InvalidTask(
+                f"retry_on must be a tuple of exception classes, not {self.retry_on!r}."
+            )
+
+    def should_retry(self, exc: BaseException, attempt: int) -> bool:
+        """Whether a failure of attempt (1-based) earns another attempt."""
+        return attempt < self.max_attempts and isinstance(exc, self.retry_on)
+
+    def retry_delay(self, attempt: int) -> timedelta:
+        """Backoff after attempt (1-based): exponential, capped, with equal jitter."""
+        ceiling = min(self.retry_backoff_max, self.retry_backoff * 2 ** (attempt - 1))
+        # Half fixed, half random: spreads a burst of failures without ever retrying at once.
+        return timedelta(seconds=ceiling / 2 + random.uniform(0, ceiling / 2))

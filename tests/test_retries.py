@@ -1,0 +1,107 @@
+"""Opt-in retries: READY between attempts with each error kept, FAILED after the last."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from django.tasks import TaskResultStatus, default_task_backend, task
+from django.tasks.exceptions import InvalidTask
+
+from sqs_tasks.task import SQSTask
+from sqs_tasks.testing import Stack, drain
+from tests import tasks
+
+
+def _job() -> None:
+    """A module-level function to wrap in tasks."""
+
+
+def test_raising_task_is_retried_until_it_succeeds(stack: Stack, time_machine: Any) -> None:
+    time_machine.move_to(datetime.now(UTC), tick=True)
+    result = tasks.flaky.enqueue(2)
+
+    drain()
+    result.refresh()
+    assert result.status == TaskResultStatus.READY
+    assert len(result.errors) == 1
+    retry_at = tasks.flaky.get_result(result.id).task.run_after
+    assert retry_at is not None
+    assert timedelta(seconds=0.5) <= retry_at - result.last_attempted_at <= timedelta(seconds=1)
+
+    drain()  # not due yet: nothing runs early
+    assert tasks.runs["flaky"] == 1
+
+    for _ in range(2):
+        time_machine.shift(timedelta(seconds=3))
+        drain()
+    result.refresh()
+
+    assert result.status == TaskResultStatus.SUCCESSFUL
+    assert result.return_value == 3
+    assert result.attempts == 3
+    assert [e.exception_class for e in result.errors] == [ConnectionError, ConnectionError]
+    assert "flaky run 2" in result.errors[1].traceback
+
+
+def test_last_attempt_failure_is_final(stack: Stack, time_machine: Any) -> None:
+    time_machine.move_to(datetime.now(UTC), tick=True)
+    result = tasks.flaky.enqueue(10)
+
+    for _ in range(4):
+        drain()
+        time_machine.shift(timedelta(seconds=3))
+    result.refresh()
+
+    assert result.status == TaskResultStatus.FAILED
+    assert result.attempts == 3
+    assert tasks.runs["flaky"] == 3
+    assert len(result.errors) == 3
+    failed = default_task_backend.store.failures("default")  # type: ignore[attr-defined]
+    assert [i["id"]["S"] for i in failed] == [result.id]
+
+
+def test_only_listed_exceptions_are_retried(stack: Stack) -> None:
+    result = tasks.picky.enqueue()
+
+    drain()
+    result.refresh()
+
+    assert result.status == TaskResultStatus.FAILED
+    assert tasks.runs["picky"] == 1
+
+
+def test_without_the_option_failure_is_final(stack: Stack) -> None:
+    result = tasks.fail.enqueue("once")
+
+    drain()
+    result.refresh()
+
+    assert result.status == TaskResultStatus.FAILED
+    assert result.attempts == 1
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"max_attempts": 0}, "max_attempts must be between 1 and 100"),
+        ({"max_attempts": 2.5}, "max_attempts must be a whole number"),
+        ({"retry_backoff": 10, "retry_backoff_max": 5}, "retry_backoff must be positive"),
+        ({"retry_on": (ValueError, "nope")}, "retry_on must be a tuple of exception classes"),
+    ],
+)
+def test_bad_retry_settings_are_refused_at_definition(
+    options: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(InvalidTask, match=message):
+        task(**options)(_job)
+
+
+def test_backoff_doubles_with_jitter_and_a_cap() -> None:
+    retried = SQSTask(func=_job, retry_backoff=10, retry_backoff_max=60)
+
+    for attempt, ceiling in [(1, 10), (2, 20), (3, 40), (4, 60), (9, 60)]:
+        delays = {retried.retry_delay(attempt).total_seconds() for _ in range(50)}
+        assert all(ceiling / 2 <= d <= ceiling for d in delays), (attempt, delays)
+        assert len(delays) > 1  # jittered
