@@ -6,8 +6,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .backend import SQSBackend
+    from .task import SQSTask, retry
 
-__all__ = ["SQSBackend"]
+__all__ = ["SQSBackend", "SQSTask", "retry"]
 
 
 def __getattr__(name: str) -> Any:
@@ -16,4 +17,8 @@ def __getattr__(name: str) -> Any:
         from .backend import SQSBackend
 
         return SQSBackend
+    if name in {"SQSTask", "retry"}:
+        from . import task
+
+        return getattr(task, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -25,12 +25,14 @@ DEFAULT_RESULT_TTL = timedelta(days=14)
 DEFAULT_LEASE = timedelta(minutes=15)
 # Standard retry mode backs off with jitter on throttling and 5xx; adaptive adds a
 # client-side rate limiter that hurts bursty enqueues.
-DEFAULT_CLIENT_CONFIG: dict[str, Any] = {
-    "retries": {"mode": "standard", "max_attempts": 5},
-    "connect_timeout": 5,
-    "read_timeout": 20,
-    "tcp_keepalive": True,
-}
+def default_client_config() -> dict[str, Any]:
+    """Fresh each time: botocore rewrites the retries dict of a Config in place."""
+    return {
+        "retries": {"mode": "standard", "max_attempts": 5},
+        "connect_timeout": 5,
+        "read_timeout": 20,
+        "tcp_keepalive": True,
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,11 +94,11 @@ def _queue_urls(alias: str, value: Any) -> dict[str, str]:
 
 def _client_config(alias: str, value: Any) -> Config:
     if isinstance(value, Config):
-        return Config(**DEFAULT_CLIENT_CONFIG).merge(value)
+        return Config(**default_client_config()).merge(value)
     if not isinstance(value, Mapping):
         raise _fail(alias, "CLIENT_CONFIG", "must be a botocore Config or a dict of its arguments")
     try:
-        return Config(**{**DEFAULT_CLIENT_CONFIG, **value})
+        return Config(**{**default_client_config(), **value})
     except TypeError as e:
         raise _fail(alias, "CLIENT_CONFIG", f"is not valid for botocore Config ({e})") from e
 

@@ -1,13 +1,18 @@
-"""SQSTask: Django's Task plus opt-in retries, set as `@task(max_attempts=..., ...)`."""
+"""SQSTask: Django's Task plus opt-in retries, via `@retry(...)` or `@task(max_attempts=...)`."""
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from datetime import timedelta
+from typing import ParamSpec, TypeVar
 
 from django.tasks import Task
 from django.tasks.exceptions import InvalidTask
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -49,3 +54,26 @@ class SQSTask(Task):  # type: ignore[type-arg]
         ceiling = min(self.retry_backoff_max, self.retry_backoff * 2 ** (attempt - 1))
         # Half fixed, half random: spreads a burst of failures without ever retrying at once.
         return timedelta(seconds=ceiling / 2 + random.uniform(0, ceiling / 2))
+
+
+def retry(
+    *,
+    max_attempts: int,
+    retry_backoff: float = 2.0,
+    retry_backoff_max: float = 3600.0,
+    retry_on: tuple[type[BaseException], ...] = (Exception,),
+) -> Callable[[Task[P, R]], Task[P, R]]:
+    """Decorator over @task adding retries; works on Django 6.0, whose @task takes no extras."""
+
+    def wrap(task: Task[P, R]) -> Task[P, R]:
+        base = {f.name: getattr(task, f.name) for f in fields(Task)}
+        retried: Task[P, R] = SQSTask(
+            **base,
+            max_attempts=max_attempts,
+            retry_backoff=retry_backoff,
+            retry_backoff_max=retry_backoff_max,
+            retry_on=retry_on,
+        )
+        return retried
+
+    return wrap

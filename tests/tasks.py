@@ -8,6 +8,8 @@ from collections import Counter
 
 from django.tasks import TaskContext, task
 
+from sqs_tasks import retry
+
 runs: Counter[str] = Counter()
 order: list[str] = []
 
@@ -86,7 +88,8 @@ def chatty(word: str) -> str:
     return word
 
 
-@task(max_attempts=3, retry_backoff=1, retry_backoff_max=2)
+@retry(max_attempts=3, retry_backoff=1, retry_backoff_max=2)
+@task
 def flaky(failures: int) -> int:
     """Fail the first `failures` runs, then succeed."""
     runs["flaky"] += 1
@@ -95,7 +98,8 @@ def flaky(failures: int) -> int:
     return runs["flaky"]
 
 
-@task(max_attempts=5, retry_on=(ConnectionError,))
+@retry(max_attempts=5, retry_on=(ConnectionError,))
+@task
 def picky() -> None:
     """Only connection errors are worth retrying; this raises something else."""
     runs["picky"] += 1

@@ -91,3 +91,10 @@ def test_unconfigured_table_fails_clearly_on_use(monkeypatch: pytest.MonkeyPatch
     monkeypatch.delenv("SQS_TASKS_TABLE", raising=False)
     with pytest.raises(ImproperlyConfigured, match="has no results table"):
         _ = _backend({}).store
+
+
+def test_making_a_client_leaves_the_defaults_alone() -> None:
+    # botocore rewrites a Config's retries dict in place when it builds a client.
+    _backend({"REGION_NAME": "eu-west-1"}).client("sqs")
+
+    assert _backend({}).config.client_config.retries == {"mode": "standard", "max_attempts": 5}

@@ -23,17 +23,6 @@ WAITS = {
 }
 
 
-# What drain() does in the place of the event source mapping and of EventBridge Scheduler.
-EMULATED = {
-    "ReceiveMessage",
-    "DeleteMessageBatch",
-    "ListSchedules",
-    "GetSchedule",
-    "DeleteSchedule",
-    "GetQueueAttributes",
-}
-
-
 @pytest.fixture(params=["scheduler", "resend"])
 def mode(request: pytest.FixtureRequest, stack: Stack) -> Iterator[str]:
     """Long waits through EventBridge Scheduler (the stack's way), or SQS re-sends alone."""
@@ -97,7 +86,7 @@ def test_a_three_day_wait_costs_one_schedule(
     for quarter in range(1, 5):
         time_machine.move_to(start + quarter * timedelta(minutes=15, seconds=1), tick=True)
         drain()
-    waiting = [c for c in calls if c not in EMULATED]
+    waiting = list(calls)  # drain()'s stand-ins for AWS use clients of their own
 
     if mode == "scheduler":
         assert enqueue_calls == ["PutItem", "GetQueueAttributes", "CreateSchedule"]

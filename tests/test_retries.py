@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import django
 import pytest
 from django.tasks import TaskResultStatus, default_task_backend, task
 from django.tasks.exceptions import InvalidTask
 
-from sqs_tasks.task import SQSTask
+from sqs_tasks import SQSTask, retry
 from sqs_tasks.testing import Stack, drain
 from tests import tasks
 
@@ -95,11 +96,30 @@ def test_bad_retry_settings_are_refused_at_definition(
     options: dict[str, Any], message: str
 ) -> None:
     with pytest.raises(InvalidTask, match=message):
-        task(**options)(_job)
+        retry(**{"max_attempts": 2, **options})(task(_job))
+
+
+@pytest.mark.skipif(django.VERSION < (6, 1), reason="@task forwards extra options from 6.1")
+def test_task_decorator_takes_retry_options_on_django_6_1() -> None:
+    retried = task(max_attempts=4, retry_backoff=3)(_job)
+
+    assert isinstance(retried, SQSTask)
+    assert (retried.max_attempts, retried.retry_backoff) == (4, 3)
+    with pytest.raises(InvalidTask, match="max_attempts must be between 1 and 100"):
+        task(max_attempts=0)(_job)
+
+
+def test_retry_decorator_keeps_the_task_settings() -> None:
+    retried = retry(max_attempts=2)(
+        task(priority=7, queue_name="emails", takes_context=False)(_job)
+    )
+
+    assert isinstance(retried, SQSTask)
+    assert (retried.priority, retried.queue_name, retried.max_attempts) == (7, "emails", 2)
 
 
 def test_backoff_doubles_with_jitter_and_a_cap() -> None:
-    retried = SQSTask(func=_job, retry_backoff=10, retry_backoff_max=60)
+    retried: Any = retry(max_attempts=9, retry_backoff=10, retry_backoff_max=60)(task(_job))
 
     for attempt, ceiling in [(1, 10), (2, 20), (3, 40), (4, 60), (9, 60)]:
         delays = {retried.retry_delay(attempt).total_seconds() for _ in range(50)}
