@@ -1,4 +1,0 @@
-def test_smoke(deployment):
-    import json
-
-    print(json.dumps(deployment.outputs, indent=1))

@@ -1,0 +1,335 @@
+"""The templates' key properties: as written, and after the SAM transform.
+
+The nested templates (infra/*.yaml) are plain CloudFormation, so they are checked as
+written; the root template is checked after the SAM transform too, as CloudFormation
+receives it (that part needs the sam tool venv, see conftest). Properties that moto
+does not emulate (TTL, PITR, table SSE, Architectures, managed policies, queue
+policies, alarms) are asserted here rather than in test_deploy.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tests.infra.conftest import resources_of
+
+CORE_ENVIRONMENT = {
+    "DJANGO_SETTINGS_MODULE",
+    "DJANGO_SECRET_KEY",
+    "SQS_TASKS_TABLE",
+    "SQS_TASKS_QUEUE_PREFIX",
+    "SQS_TASKS_QUEUES",
+    "SQS_TASKS_RESULT_TTL",
+    "SQS_TASKS_SCHEDULE_GROUP",
+    "SQS_TASKS_SCHEDULER_ROLE_ARN",
+    "POWERTOOLS_SERVICE_NAME",
+    "POWERTOOLS_LOG_LEVEL",
+    "POWERTOOLS_METRICS_NAMESPACE",
+}
+EXTRA_QUEUE_SLOTS = 4
+
+
+def only(resources: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    (resource,) = resources.values()
+    return resource["Properties"]
+
+
+def strings_in(value: Any) -> list[str]:
+    """Every string inside value (intrinsic functions included)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in strings_in(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in strings_in(v)]
+    return []
+
+
+def statements(document: dict[str, Any]) -> list[dict[str, Any]]:
+    found = document["Statement"]
+    return found if isinstance(found, list) else [found]
+
+
+def actions(statement: dict[str, Any]) -> set[str]:
+    found = statement["Action"]
+    return {found} if isinstance(found, str) else set(found)
+
+
+# ----------------------------------------------------------------- results table
+def test_results_table_schema_is_the_one_the_core_uses(table_template: dict[str, Any]) -> None:
+    table = only(resources_of(table_template, "AWS::DynamoDB::Table"))
+
+    assert table["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
+    assert sorted(table["AttributeDefinitions"], key=lambda a: a["AttributeName"]) == [
+        {"AttributeName": "failure_pk", "AttributeType": "S"},
+        {"AttributeName": "finished_at", "AttributeType": "S"},
+        {"AttributeName": "id", "AttributeType": "S"},
+    ]
+    assert table["GlobalSecondaryIndexes"] == [
+        {
+            "IndexName": "failures",
+            "KeySchema": [
+                {"AttributeName": "failure_pk", "KeyType": "HASH"},
+                {"AttributeName": "finished_at", "KeyType": "RANGE"},
+            ],
+            "Projection": {"ProjectionType": "ALL"},
+        }
+    ]
+    assert "LocalSecondaryIndexes" not in table
+
+
+def test_results_table_is_on_demand_expiring_recoverable_and_encrypted(
+    table_template: dict[str, Any],
+) -> None:
+    # moto ignores TTL, PITR and SSE from CloudFormation: asserted on the template.
+    table = only(resources_of(table_template, "AWS::DynamoDB::Table"))
+
+    assert table["BillingMode"] == "PAY_PER_REQUEST"
+    assert "ProvisionedThroughput" not in table
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert table["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert table["SSESpecification"]["SSEEnabled"] is True
+
+
+# ----------------------------------------------------------------- one task queue
+def test_queue_redrives_to_an_encrypted_14_day_dead_letter_queue(
+    queue_template: dict[str, Any],
+) -> None:
+    queues = resources_of(queue_template, "AWS::SQS::Queue")
+    queue, dlq = queues["Queue"]["Properties"], queues["DeadLetterQueue"]["Properties"]
+
+    assert queue["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]},
+        "maxReceiveCount": {"Ref": "MaxReceiveCount"},
+    }
+    assert dlq["MessageRetentionPeriod"] == 14 * 24 * 3600
+    for properties in (queue, dlq):
+        assert properties["SqsManagedSseEnabled"] is True
+        assert properties["VisibilityTimeout"] == {"Ref": "VisibilityTimeout"}
+    assert queue["QueueName"] == {"Fn::Sub": "${QueuePrefix}${QueueName}"}
+    assert dlq["QueueName"] == {"Fn::Sub": "${QueuePrefix}${QueueName}-dlq"}
+
+
+def test_queue_policy_denies_every_request_without_tls(queue_template: dict[str, Any]) -> None:
+    # moto does not create AWS::SQS::QueuePolicy from CloudFormation: asserted here.
+    policy = only(resources_of(queue_template, "AWS::SQS::QueuePolicy"))
+
+    assert policy["Queues"] == [{"Ref": "Queue"}, {"Ref": "DeadLetterQueue"}]
+    (statement,) = statements(policy["PolicyDocument"])
+    assert statement["Effect"] == "Deny"
+    assert statement["Principal"] == "*"
+    assert actions(statement) == {"sqs:*"}
+    assert statement["Resource"] == [
+        {"Fn::GetAtt": ["Queue", "Arn"]},
+        {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]},
+    ]
+    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_event_source_mappings_report_partial_failures_and_cap_concurrency(
+    queue_template: dict[str, Any],
+) -> None:
+    mappings = resources_of(queue_template, "AWS::Lambda::EventSourceMapping")
+    worker, dead = (
+        mappings["WorkerMapping"]["Properties"],
+        mappings["DeadLetterMapping"]["Properties"],
+    )
+
+    assert worker["EventSourceArn"] == {"Fn::GetAtt": ["Queue", "Arn"]}
+    assert worker["FunctionName"] == {"Ref": "WorkerFunctionName"}
+    assert worker["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "MaximumConcurrency"}}
+    assert worker["BatchSize"] == {"Ref": "BatchSize"}
+    assert worker["MaximumBatchingWindowInSeconds"] == {"Ref": "MaximumBatchingWindow"}
+    assert dead["EventSourceArn"] == {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}
+    assert dead["FunctionName"] == {"Ref": "DeadLetterFunctionName"}
+    assert dead["ScalingConfig"]["MaximumConcurrency"] >= 2
+    for mapping in (worker, dead):
+        assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+        # A boolean, not the parameter's string: "false" would read as enabled.
+        assert mapping["Enabled"] == {"Fn::If": ["MappingsEnabled", True, False]}
+
+
+def test_dead_letter_alarms_fire_on_any_dead_letter(queue_template: dict[str, Any]) -> None:
+    # moto does not create AWS::CloudWatch::Alarm from CloudFormation: asserted here.
+    alarms = resources_of(queue_template, "AWS::CloudWatch::Alarm")
+    depth = alarms["DeadLetterAlarm"]["Properties"]
+    received = alarms["DeadLetteredAlarm"]["Properties"]
+
+    # Depth: dead letters wait (the dead-letter function fails or lags).
+    assert depth["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    # Received: the dead-letter function took some (results marked FAILED).
+    assert received["MetricName"] == "NumberOfMessagesReceived"
+    assert received["Statistic"] == "Sum"
+    for alarm in (depth, received):
+        assert alarm["Namespace"] == "AWS/SQS"
+        assert alarm["Dimensions"] == [
+            {"Name": "QueueName", "Value": {"Fn::GetAtt": ["DeadLetterQueue", "QueueName"]}}
+        ]
+        assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
+        assert alarm["Threshold"] == 0
+        assert alarm["TreatMissingData"] == "notBreaching"
+        assert alarm["AlarmActions"] == {
+            "Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]
+        }
+
+
+# ----------------------------------------------------------------- root template
+def test_visibility_timeout_is_at_least_six_function_timeouts(
+    source_template: dict[str, Any],
+) -> None:
+    timeouts = source_template["Parameters"]["FunctionTimeout"]["AllowedValues"]
+    visibility = source_template["Mappings"]["VisibilityTimeouts"]
+
+    assert set(visibility) == set(timeouts)
+    for timeout in timeouts:
+        assert visibility[timeout]["Seconds"] >= 6 * int(timeout)
+        assert visibility[timeout]["Seconds"] <= 43200  # SQS's maximum
+    assert source_template["Globals"]["Function"]["Timeout"] == {"Ref": "FunctionTimeout"}
+    applications = resources_of(source_template, "AWS::Serverless::Application")
+    queue_stacks = [
+        a for a in applications.values() if a["Properties"]["Location"] == "infra/queue.yaml"
+    ]
+    assert len(queue_stacks) == 1 + EXTRA_QUEUE_SLOTS
+    for stack in queue_stacks:
+        assert stack["Properties"]["Parameters"]["VisibilityTimeout"] == {
+            "Fn::FindInMap": ["VisibilityTimeouts", {"Ref": "FunctionTimeout"}, "Seconds"]
+        }
+
+
+def test_queue_names_start_with_default_and_fill_conditional_slots(
+    source_template: dict[str, Any],
+) -> None:
+    import re
+
+    pattern = source_template["Parameters"]["QueueNames"]["AllowedPattern"]
+    assert source_template["Parameters"]["QueueNames"]["Default"] == "default"
+    assert re.fullmatch(pattern, "default,emails,reports,a_b,c-d")
+    for wrong in ("emails,default", "default,", "default, emails", "default,a,b,c,d,e", ""):
+        assert not re.fullmatch(pattern, wrong), wrong
+
+    applications = resources_of(source_template, "AWS::Serverless::Application")
+    assert "Condition" not in applications["DefaultQueue"]
+    assert applications["DefaultQueue"]["Properties"]["Parameters"]["QueueName"] == "default"
+    for slot in range(1, EXTRA_QUEUE_SLOTS + 1):
+        stack = applications[f"ExtraQueue{slot}"]
+        assert stack["Condition"] == f"HasQueue{slot}"
+        name = stack["Properties"]["Parameters"]["QueueName"]
+        assert name["Fn::Select"][0] == slot
+
+
+def test_translated_functions_run_python_313_on_arm64(translated: dict[str, Any]) -> None:
+    functions = resources_of(translated, "AWS::Lambda::Function")
+    assert set(functions) == {"WorkerFunction", "DeadLetterFunction"}
+    handlers = {
+        "WorkerFunction": "lambda_handler.handler.handler",
+        "DeadLetterFunction": "lambda_handler.dlq.handler",
+    }
+
+    for name, function in functions.items():
+        properties = function["Properties"]
+        assert properties["Runtime"] == "python3.13"
+        assert properties["Architectures"] == ["arm64"]  # moto ignores Architectures
+        assert properties["Handler"] == handlers[name]
+        assert properties["TracingConfig"] == {
+            "Mode": {"Fn::If": ["TracingEnabled", "Active", "PassThrough"]}
+        }
+        assert set(properties["Code"]) == {"S3Bucket", "S3Key"}  # the packaged Makefile build
+        assert set(properties["Environment"]["Variables"]) == CORE_ENVIRONMENT
+        variables = properties["Environment"]["Variables"]
+        assert variables["DJANGO_SETTINGS_MODULE"] == "example.settings"
+        assert variables["SQS_TASKS_QUEUE_PREFIX"] == {"Fn::Sub": "${Prefix}-"}
+        assert variables["SQS_TASKS_QUEUES"] == {"Ref": "QueueNames"}
+        assert variables["DJANGO_SECRET_KEY"] == {"Ref": "DjangoSecretKey"}
+    assert functions["WorkerFunction"]["Properties"]["RecursiveLoop"] == "Allow"
+    assert translated["Parameters"]["DjangoSecretKey"]["NoEcho"] is True
+
+
+def test_translated_nested_stacks_come_from_the_packaged_templates(
+    translated: dict[str, Any],
+) -> None:
+    stacks = resources_of(translated, "AWS::CloudFormation::Stack")
+
+    assert set(stacks) == {"ResultsTable", "DefaultQueue"} | {
+        f"ExtraQueue{slot}" for slot in range(1, EXTRA_QUEUE_SLOTS + 1)
+    }
+    for stack in stacks.values():
+        assert stack["Properties"]["TemplateURL"].startswith("http")
+    # Names and ARNs go down as parameters; nothing reads a nested stack's outputs.
+    assert '"Outputs.' not in json.dumps(translated)
+
+
+def test_iam_statements_are_scoped_to_the_stacks_own_resources(
+    translated: dict[str, Any],
+) -> None:
+    roles = resources_of(translated, "AWS::IAM::Role")
+    managed = resources_of(translated, "AWS::IAM::ManagedPolicy")
+    assert set(roles) == {"WorkerRole", "DeadLetterRole", "SchedulerRole"}  # none SAM-made
+    documents = [p["PolicyDocument"] for r in roles.values() for p in r["Properties"]["Policies"]]
+    documents += [p["Properties"]["PolicyDocument"] for p in managed.values()]
+
+    for document in documents:
+        for statement in statements(document):
+            assert statement["Effect"] == "Allow"
+            assert not any("*" in action for action in actions(statement))
+            if actions(statement) == {"iam:PassRole"}:
+                # Only the stack's scheduler role, and only to EventBridge Scheduler.
+                assert statement["Resource"] == {"Fn::GetAtt": ["SchedulerRole", "Arn"]}
+                assert statement["Condition"] == {
+                    "StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}
+                }
+                continue
+            resources = strings_in(statement["Resource"])
+            arns = [r for r in resources if r.startswith("arn:") or r.startswith(",arn:")]
+            assert arns, statement
+            for arn in arns:
+                assert arn.lstrip(",").startswith("arn:${AWS::Partition}:"), arn
+                assert "${AWS::Region}:${AWS::AccountId}:" in arn, arn
+                assert "${Prefix}" in arn, arn
+            assert "*" not in resources
+    # Only the X-Ray write policy is attached (and only when tracing is on).
+    for role in (roles["WorkerRole"], roles["DeadLetterRole"]):
+        assert role["Properties"]["ManagedPolicyArns"] == {
+            "Fn::If": [
+                "TracingEnabled",
+                [{"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/AWSXRayDaemonWriteAccess"}],
+                {"Ref": "AWS::NoValue"},
+            ]
+        }
+
+
+def test_producer_policy_grants_enqueue_and_results_only(translated: dict[str, Any]) -> None:
+    policy = only(resources_of(translated, "AWS::IAM::ManagedPolicy"))
+    granted = {sid: actions(s) for s in statements(policy["PolicyDocument"]) for sid in [s["Sid"]]}
+
+    assert granted == {
+        "EnqueueTasks": {"sqs:SendMessage", "sqs:GetQueueUrl", "sqs:GetQueueAttributes"},
+        "ScheduleLongWaits": {"scheduler:CreateSchedule"},
+        "PassSchedulerRole": {"iam:PassRole"},
+        "ReadAndWriteResults": {
+            "dynamodb:PutItem",
+            "dynamodb:GetItem",
+            "dynamodb:UpdateItem",
+            "dynamodb:BatchWriteItem",
+            "dynamodb:Query",
+        },
+    }
+    queue_arns = strings_in(statements(policy["PolicyDocument"])[0]["Resource"])
+    assert not any("-dlq" in arn for arn in queue_arns)
+
+
+def test_scheduler_role_is_for_eventbridge_scheduler_of_this_account_only(
+    translated: dict[str, Any],
+) -> None:
+    # moto does not create AWS::Scheduler::ScheduleGroup from CloudFormation: asserted here.
+    group = only(resources_of(translated, "AWS::Scheduler::ScheduleGroup"))
+    assert group["Name"] == {"Fn::Sub": "${Prefix}-schedules"}
+    role = resources_of(translated, "AWS::IAM::Role")["SchedulerRole"]["Properties"]
+
+    (trust,) = statements(role["AssumeRolePolicyDocument"])
+    assert trust["Principal"] == {"Service": "scheduler.amazonaws.com"}
+    assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+    (policy,) = role["Policies"]
+    (send,) = statements(policy["PolicyDocument"])
+    assert actions(send) == {"sqs:SendMessage"}
+    assert not any("-dlq" in arn for arn in strings_in(send["Resource"]))
