@@ -6,9 +6,14 @@ from typing import Any
 
 
 def queue_arn(queue_url: str, region: str) -> str:
-    """An SQS queue's ARN from its URL (scheme://host/<account>/<name>)."""
+    """An SQS queue's ARN from its URL (scheme://host/<account>/<name>), with no request."""
     account, name = queue_url.rstrip("/").split("/")[-2:]
-    return f"arn:aws:sqs:{region}:{account}:{name}"
+    partition = "aws"
+    if region.startswith("cn-"):
+        partition = "aws-cn"
+    elif region.startswith("us-gov-"):
+        partition = "aws-us-gov"
+    return f"arn:{partition}:sqs:{region}:{account}:{name}"
 
 
 def lambda_record(message: dict[str, Any], queue_url: str, region: str) -> dict[str, Any]:

@@ -40,7 +40,8 @@ TABLE_DEFINITION: dict[str, Any] = {
         }
     ],
 }
-# As the SAM stack sets them: visibility at 6 x a 30 s function timeout, redrive after 5.
+# Shorter than the SAM stack's (6 x the function timeout + the batching window), so tests
+# that move the clock past it stay readable; redrive after 5 receives.
 QUEUE_ATTRIBUTES: dict[str, str] = {"VisibilityTimeout": "180"}
 MAX_RECEIVE_COUNT = 5
 # moto does not check roles; the SAM stack makes the real one.

@@ -303,7 +303,7 @@ def test_producer_policy_grants_enqueue_and_results_only(translated: dict[str, A
     granted = {sid: actions(s) for s in statements(policy["PolicyDocument"]) for sid in [s["Sid"]]}
 
     assert granted == {
-        "EnqueueTasks": {"sqs:SendMessage", "sqs:GetQueueUrl", "sqs:GetQueueAttributes"},
+        "EnqueueTasks": {"sqs:SendMessage", "sqs:GetQueueUrl"},
         "ScheduleLongWaits": {"scheduler:CreateSchedule"},
         "PassSchedulerRole": {"iam:PassRole"},
         "ReadAndWriteResults": {
