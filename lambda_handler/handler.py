@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from typing import Any
 
@@ -27,6 +28,21 @@ MIN_REMAINING = timedelta(seconds=2)
 
 # An all-failed batch is reported like any other, not raised: the records come back either way.
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+# A BatchProcessor holds the batch it is working on. Lambda runs one invocation at a time on
+# the main thread; sqs_tasks_worker runs batches on several threads, each with its own.
+_threads = threading.local()
+
+
+def batch_processor() -> BatchProcessor:
+    """The processor for this thread's batch: the module's on the main thread."""
+    if threading.current_thread() is threading.main_thread():
+        return processor
+    mine: BatchProcessor | None = getattr(_threads, "processor", None)
+    if mine is None:
+        mine = _threads.processor = BatchProcessor(
+            event_type=EventType.SQS, raise_on_entire_batch_failure=False
+        )
+    return mine
 
 
 def record_handler(record: SQSRecord, lambda_context: Any) -> None:
@@ -42,5 +58,5 @@ def handler(event: dict[str, Any], context: Any) -> PartialItemFailureResponse:
     # Higher priority first within the batch; sorted() is stable, so FIFO within a priority.
     event["Records"] = sorted(event.get("Records", []), key=lambda r: -peek_priority(r["body"]))
     return process_partial_response(
-        event=event, record_handler=record_handler, processor=processor, context=context
+        event=event, record_handler=record_handler, processor=batch_processor(), context=context
     )
