@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import traceback
 from datetime import UTC, datetime
 from typing import Any
@@ -28,6 +29,9 @@ from sqs_tasks.exceptions import WorkerLost  # noqa: E402
 from sqs_tasks.message import MessageError, decode  # noqa: E402
 
 logger = logging.getLogger("sqs_tasks.dlq")
+# A refused body can still carry a genuine signature (a tampered copy keeps the original's);
+# signatures never go to the logs, so the value of "sig" is masked before a body is logged.
+_SIGNATURE = re.compile(r'("sig"\s*:\s*)"(?:[^"\\]|\\.)*"')
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
@@ -36,9 +40,12 @@ def record_handler(record: SQSRecord) -> None:
     try:
         envelope = decode(record.body)
     except MessageError as e:
-        # Nothing to settle: the body is logged in full, so deleting it loses nothing.
+        # Nothing to settle: the body is logged (signature masked), so deleting it loses nothing.
         logger.error(
-            "Dead letter %s is not a task message (%s): %r", record.message_id, e, record.body
+            "Dead letter %s is not a task message (%s): %r",
+            record.message_id,
+            e,
+            _SIGNATURE.sub(r'\1"<redacted>"', record.body),
         )
         return
     receives = record.attributes.approximate_receive_count

@@ -73,7 +73,8 @@ def decode(body: str) -> Envelope:
     """Parse and authenticate a message body, or raise MessageError saying why."""
     try:
         data = json.loads(body)
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:
+        # RecursionError: a body nested thousands deep ("[[[[...") is refused like any junk.
         raise MessageError(f"message body is not JSON: {e}") from e
     if not isinstance(data, dict):
         raise MessageError("message body is not a JSON object")
@@ -93,8 +94,10 @@ def decode(body: str) -> Envelope:
         raise MessageError("message is not signed")
     try:
         _signer().unsign(f"{_canonical(fields)}{_signer().sep}{signature}")
-    except BadSignature as e:
-        raise MessageError("message signature does not match: refused") from e
+    except BadSignature:
+        # Not chained: BadSignature quotes the signature, and a logged traceback of a tampered
+        # copy would then carry the genuine signature it kept.
+        raise MessageError("message signature does not match: refused") from None
     return Envelope(
         result_id=fields["id"],
         backend=fields["backend"],
@@ -108,6 +111,7 @@ def peek_priority(body: str) -> int:
     """Best-effort priority for ordering a batch; a bad body sorts last and fails later."""
     try:
         priority = json.loads(body).get("p", 0)
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
+        # RecursionError: a deeply nested body must not crash the sort, and with it the batch.
         return -(10**6)
     return priority if isinstance(priority, int) else -(10**6)

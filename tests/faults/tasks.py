@@ -1,0 +1,69 @@
+"""Tasks the fault suite enqueues: each run is counted per result id, safely across threads."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections import Counter
+
+from django.tasks import TaskContext, task
+
+_lock = threading.Lock()
+runs: Counter[str] = Counter()  # result id (or marker) -> times a task body started
+threads: set[str] = set()  # names of the threads that ran task bodies
+
+
+def count_run(key: str) -> None:
+    """Record one run of key's body; safe to call from any worker thread."""
+    with _lock:
+        runs[key] += 1
+        threads.add(threading.current_thread().name)
+
+
+def reset() -> None:
+    """Forget every run recorded so far."""
+    with _lock:
+        runs.clear()
+        threads.clear()
+
+
+@task(takes_context=True)
+def tally(context: TaskContext[..., int], n: int) -> int:
+    """Count this run against its result id; return n doubled."""
+    count_run(context.task_result.id)
+    return n * 2
+
+
+@task(takes_context=True)
+def report_attempt(context: TaskContext[..., int]) -> int:
+    """Count this run; return the attempt that ran it."""
+    count_run(context.task_result.id)
+    return context.attempt
+
+
+@task(takes_context=True)
+def fail_on_purpose(context: TaskContext[..., None], message: str) -> None:
+    """Count this run, then fail the way task code fails."""
+    count_run(context.task_result.id)
+    raise ValueError(message)
+
+
+@task(takes_context=True)
+def hang_worker(context: TaskContext[..., dict[str, int]], hang_attempts: int) -> dict[str, int]:
+    """Stand-in for a task that takes its worker down (OOM, timeout) on early attempts.
+
+    Up to hang_attempts it prints STARTED to stdout and blocks on stdin until the test
+    SIGKILLs the worker process (or closes the pipe); later attempts return at once.
+    """
+    count_run(context.task_result.id)
+    if context.attempt <= hang_attempts:
+        print(f"STARTED {context.task_result.id} attempt={context.attempt}", flush=True)
+        sys.stdin.read()  # Never returns while the test holds the pipe: it kills us.
+        raise RuntimeError("worker was released instead of killed")
+    return {"attempt": context.attempt, "pid": os.getpid()}
+
+
+def pwned(how: str) -> None:
+    """What a smuggled payload would call: never reached if nothing is unpickled or run."""
+    count_run(f"pwned:{how}")
