@@ -8,161 +8,30 @@ is due at the moved time and leaves the rest waiting.
 
 from __future__ import annotations
 
-import logging
-import os
 import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager, suppress
-from dataclasses import dataclass, field
+from contextlib import suppress
 from datetime import UTC, datetime
 from typing import Any
 
-from .events import lambda_record as lambda_record  # Re-exported: tests build records.
-from .events import queue_arn
+from .embedded import MAX_RECEIVE_COUNT, QUEUE_ATTRIBUTES, TABLE_DEFINITION, Stack, aws_stack
+from .events import lambda_record, queue_arn
 
-# The table the SAM template provisions, for the embedded AWS only.
-TABLE_DEFINITION: dict[str, Any] = {
-    "AttributeDefinitions": [
-        {"AttributeName": "id", "AttributeType": "S"},
-        {"AttributeName": "failure_pk", "AttributeType": "S"},
-        {"AttributeName": "finished_at", "AttributeType": "S"},
-    ],
-    "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
-    "BillingMode": "PAY_PER_REQUEST",
-    "GlobalSecondaryIndexes": [
-        {
-            "IndexName": "failures",
-            "KeySchema": [
-                {"AttributeName": "failure_pk", "KeyType": "HASH"},
-                {"AttributeName": "finished_at", "KeyType": "RANGE"},
-            ],
-            "Projection": {"ProjectionType": "ALL"},
-        }
-    ],
-}
-# Shorter than the SAM stack's (6 x the function timeout + the batching window), so tests
-# that move the clock past it stay readable; redrive after 5 receives.
-QUEUE_ATTRIBUTES: dict[str, str] = {"VisibilityTimeout": "180"}
-MAX_RECEIVE_COUNT = 5
-# moto does not check roles; the SAM stack makes the real one.
-SCHEDULER_ROLE_ARN = "arn:aws:iam::123456789012:role/sqs-tasks-scheduler"
+__all__ = [
+    "MAX_RECEIVE_COUNT",
+    "QUEUE_ATTRIBUTES",
+    "TABLE_DEFINITION",
+    "DrainContext",
+    "Stack",
+    "aws_stack",
+    "drain",
+    "fire_due_schedules",
+    "lambda_record",
+    "sqs_tasks_aws",
+]
+
 # What a Lambda invocation has left, as drain()'s stand-in context reports it.
 DRAIN_REMAINING_MS = 60_000
-
-
-@dataclass
-class Stack:
-    """Where the embedded AWS lives and what was made in it."""
-
-    endpoint_url: str | None
-    region: str
-    tasks: dict[str, Any] = field(default_factory=dict)
-
-
-def _backend_options(alias: str, params: dict[str, Any]) -> tuple[str, str]:
-    options = params.get("OPTIONS", {})
-    table = options.get("TABLE_NAME") or f"sqs-tasks-{alias}-results"
-    prefix = options.get("QUEUE_NAME_PREFIX")
-    return table, prefix if prefix is not None else f"sqs-tasks-{alias}-"
-
-
-def _provision(
-    settings_tasks: dict[str, Any], endpoint_url: str | None, region: str
-) -> dict[str, Any]:
-    import boto3
-
-    session = boto3.session.Session(region_name=region)
-    dynamodb = session.client("dynamodb", endpoint_url=endpoint_url)
-    sqs = session.client("sqs", endpoint_url=endpoint_url)
-    scheduler = session.client("scheduler", endpoint_url=endpoint_url)
-    patched: dict[str, Any] = {}
-    for alias, params in settings_tasks.items():
-        params = dict(params)
-        if params.get("BACKEND") not in {"sqs_tasks.SQSBackend", "sqs_tasks.backend.SQSBackend"}:
-            patched[alias] = params
-            continue
-        table, prefix = _backend_options(alias, params)
-        dynamodb.create_table(TableName=table, **TABLE_DEFINITION)
-        urls = {}
-        for queue_name in params.get("QUEUES", ["default"]):
-            dlq = sqs.create_queue(QueueName=f"{prefix}{queue_name}-dlq")["QueueUrl"]
-            dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])
-            redrive = (
-                f'{{"deadLetterTargetArn":"{dlq_arn["Attributes"]["QueueArn"]}",'
-                f'"maxReceiveCount":"{MAX_RECEIVE_COUNT}"}}'
-            )
-            attributes: Any = {**QUEUE_ATTRIBUTES, "RedrivePolicy": redrive}
-            urls[queue_name] = sqs.create_queue(
-                QueueName=f"{prefix}{queue_name}", Attributes=attributes
-            )["QueueUrl"]
-        group = f"{prefix}schedules"
-        scheduler.create_schedule_group(Name=group)
-        options = {k: v for k, v in params.get("OPTIONS", {}).items() if k != "QUEUE_NAME_PREFIX"}
-        options.update(
-            TABLE_NAME=table,
-            QUEUE_URLS=urls,
-            REGION_NAME=region,
-            SCHEDULE_GROUP=group,
-            SCHEDULER_ROLE_ARN=SCHEDULER_ROLE_ARN,
-        )
-        if endpoint_url:
-            options["ENDPOINT_URL"] = endpoint_url
-        params["OPTIONS"] = options
-        patched[alias] = params
-    return patched
-
-
-@contextmanager
-def aws_stack(*, server: bool = True, region: str = "us-east-1") -> Iterator[Stack]:
-    """Start moto (a real HTTP server by default), make each SQSBackend's table and queues."""
-    from django.conf import settings
-    from django.test import override_settings
-    from moto import mock_aws
-
-    with ExitStack() as stack:
-        env = {
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_SESSION_TOKEN": "testing",
-            "AWS_DEFAULT_REGION": region,
-        }
-        saved = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)
-        stack.callback(_restore_env, saved)
-        endpoint_url = None
-        if server:
-            from moto.server import ThreadedMotoServer
-
-            # One access-log line per request would drown the output of a test or demo.
-            logging.getLogger("werkzeug").setLevel(logging.WARNING)
-            moto_server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-            moto_server.start()
-            stack.callback(moto_server.stop)
-            host, port = moto_server.get_host_and_port()
-            endpoint_url = f"http://{host}:{port}"
-            # moto's state lives in the process, not the server: forget it on the way out.
-            stack.callback(_reset_moto, endpoint_url)
-        else:
-            stack.enter_context(mock_aws())
-        tasks = _provision(settings.TASKS, endpoint_url, region)
-        # override_settings makes Django drop its cached backends, so clients point here.
-        stack.enter_context(override_settings(TASKS=tasks))
-        yield Stack(endpoint_url=endpoint_url, region=region, tasks=tasks)
-
-
-def _reset_moto(endpoint_url: str) -> None:
-    from urllib.request import Request, urlopen
-
-    with urlopen(Request(f"{endpoint_url}/moto-api/reset", method="POST"), timeout=10):
-        pass
-
-
-def _restore_env(saved: dict[str, str | None]) -> None:
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
 
 
 class DrainContext:
