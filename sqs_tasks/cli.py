@@ -100,6 +100,14 @@ def demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def local(args: argparse.Namespace) -> int:
+    """Deploy the SAM stack into an embedded moto server and run the example project's tasks
+    through emulated Lambda event source mappings; exit 0 only if each ended as it should."""
+    from .local.run import main as run_local
+
+    return run_local(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `sqs-tasks` console script."""
     parser = argparse.ArgumentParser(prog="sqs-tasks", description=__doc__)
@@ -107,6 +115,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo_parser = commands.add_parser("demo", help=demo.__doc__)
     demo_parser.add_argument("--settings", default="example.settings", help="settings module")
     demo_parser.set_defaults(run=demo)
+    local_parser = commands.add_parser(
+        "local",
+        help="deploy template.yaml into an embedded moto server and run the example project "
+        "on it as Lambda would",
+        description=local.__doc__,
+    )
+    from .local.run import add_arguments  # Imports neither Django nor boto3.
+
+    add_arguments(local_parser)
+    local_parser.set_defaults(run=local)
     args = parser.parse_args(argv)
     result: int = args.run(args)
     return result

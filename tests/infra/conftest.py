@@ -1,10 +1,10 @@
 """Fixtures of the infrastructure tests: the templates, and the stack deployed into moto.
 
-The pipeline is the real one, minus AWS: `sam build` (Makefile build of the code
-package), `sam package` against a moto server (uploads the code zips and nested
-templates to moto's S3, rewrites CodeUri/Location), the SAM transform
-(aws-sam-translator, run with the sam tool venv's interpreter), then
-CloudFormation create_stack on moto. It is done once per session.
+The pipeline is the real one, minus AWS, in sqs_tasks.local.stack (`sqs-tasks local`
+deploys through it too): `sam build` (Makefile build of the code package), `sam package`
+against a moto server (uploads the code zips and nested templates to moto's S3, rewrites
+CodeUri/Location), the SAM transform (aws-sam-translator, run with the sam tool venv's
+interpreter), then CloudFormation create_stack on moto. It is done once per session.
 
 The tools come from the `.venv-sam` virtualenv that `bin/check-infra` creates; without
 it the tests that need them are skipped (run `bin/check-infra` first).
@@ -12,12 +12,8 @@ it the tests that need them are skipped (run `bin/check-infra` first).
 
 from __future__ import annotations
 
-import json
-import os
 import secrets
-import subprocess
 import uuid
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,10 +22,10 @@ from typing import Any
 import pytest
 import yaml
 
+from sqs_tasks.local import stack
+
 REPO = Path(__file__).resolve().parents[2]
-SAM_VENV = Path(os.environ.get("SQS_TASKS_SAM_VENV", REPO / ".venv-sam"))
-REGION = "us-east-1"
-TOOL_TIMEOUT = 600
+REGION = stack.REGION
 
 # What the deployment test gives the stack: non-default values, to see them arrive.
 QUEUE_NAMES = ["default", "emails"]
@@ -100,69 +96,23 @@ def table_template() -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------- tools
-def sam_tools() -> tuple[Path, Path]:
-    """The sam CLI and the Python of its venv, or skip with how to get them."""
-    sam, python = SAM_VENV / "bin" / "sam", SAM_VENV / "bin" / "python"
-    if not (sam.exists() and python.exists()):
-        pytest.skip(
-            f"aws-sam-cli venv not found at {SAM_VENV.name}/: run bin/check-infra first "
-            "(it creates it), or set SQS_TASKS_SAM_VENV"
-        )
-    return sam, python
-
-
-def tool_env(**extra: str) -> dict[str, str]:
-    """The environment of the sam subprocesses: sam venv first on PATH, fake credentials."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(
-        PATH=f"{SAM_VENV / 'bin'}{os.pathsep}{env.get('PATH', '')}",
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_SESSION_TOKEN="testing",
-        AWS_DEFAULT_REGION=REGION,
-        AWS_REGION=REGION,
-        SAM_CLI_TELEMETRY="0",
-        PIP_DISABLE_PIP_VERSION_CHECK="1",
-    )
-    env.update(extra)
-    return env
-
-
-def run(command: list[str | Path], env: dict[str, str]) -> None:
-    done = subprocess.run(
-        [str(c) for c in command],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=TOOL_TIMEOUT,
-        check=False,
-    )
-    if done.returncode:
-        pytest.fail(
-            f"{' '.join(map(str, command[:3]))} failed ({done.returncode}):\n"
-            f"{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
-        )
+def sam_tools() -> stack.SamTools:
+    """The sam CLI and aws-sam-translator, or skip with how to get them."""
+    try:
+        return stack.SamTools.find(REPO)
+    except stack.ToolsMissing as e:
+        pytest.skip(str(e))
 
 
 @pytest.fixture(scope="session")
 def sam_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`sam build` of template.yaml into a fresh directory; returns the built template."""
-    sam, _ = sam_tools()
+    tools = sam_tools()
     build_dir = tmp_path_factory.mktemp("sam") / "build"
-    run(
-        [
-            sam,
-            "build",
-            "--template-file",
-            REPO / "template.yaml",
-            "--build-dir",
-            build_dir,
-            "--parallel",
-        ],
-        tool_env(),
-    )
-    return build_dir / "template.yaml"
+    try:
+        return stack.build(REPO / "template.yaml", build_dir, tools, reuse=False)
+    except stack.DeployError as e:
+        pytest.fail(str(e))
 
 
 # ----------------------------------------------------------------- moto
@@ -211,8 +161,6 @@ class Deployment:
 
 @pytest.fixture(scope="session")
 def deployment(sam_build: Path, moto: Moto, tmp_path_factory: pytest.TempPathFactory) -> Deployment:
-    sam, sam_python = sam_tools()
-    work = tmp_path_factory.mktemp("deploy")
     # moto never rolls a failed create back: unique names per run.
     prefix = f"it-{uuid.uuid4().hex[:8]}"
     parameters = {
@@ -220,63 +168,31 @@ def deployment(sam_build: Path, moto: Moto, tmp_path_factory: pytest.TempPathFac
         "Prefix": prefix,
         "DjangoSecretKey": secrets.token_urlsafe(50),
     }
-    bucket = f"{prefix}-artifacts"
-    moto.client("s3").create_bucket(Bucket=bucket)
-
-    packaged = work / "packaged.yaml"
-    run(
-        [
-            sam,
-            "package",
-            "--template-file",
-            sam_build,
-            "--s3-bucket",
-            bucket,
-            "--output-template-file",
-            packaged,
-            "--region",
-            REGION,
-        ],
-        tool_env(AWS_ENDPOINT_URL=moto.url),
-    )
-    (work / "parameters.json").write_text(json.dumps(parameters))
-    translated_path = work / "translated.json"
-    run(
-        [
-            sam_python,
-            Path(__file__).with_name("sam_translate.py"),
-            packaged,
-            work / "parameters.json",
-            translated_path,
-        ],
-        tool_env(),
-    )
-    template: dict[str, Any] = json.loads(translated_path.read_text())
-
-    cloudformation = moto.client("cloudformation")
-    stack_name = f"{prefix}-stack"
-    with warnings.catch_warnings():
-        # moto skips these types (asserted on the templates in test_template instead).
-        warnings.filterwarnings(
-            "ignore",
-            message="Tried to parse AWS::(SQS::QueuePolicy|CloudWatch::Alarm|Scheduler::Sch)",
-            category=UserWarning,
+    try:
+        deployed = stack.deploy(
+            REPO / "template.yaml",
+            moto.url,
+            parameters,
+            tmp_path_factory.mktemp("deploy"),
+            stack_name=f"{prefix}-stack",
+            built_template=sam_build,
+            tools=sam_tools(),
         )
-        cloudformation.create_stack(
-            StackName=stack_name,
-            TemplateBody=json.dumps(template),
-            Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
-            Capabilities=["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"],
-        )
-    (stack,) = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
-    assert stack["StackStatus"] == "CREATE_COMPLETE", stack.get("StackStatusReason")
+    except stack.DeployError as e:
+        pytest.fail(str(e))
+    # moto skips these types (asserted on the templates in test_template instead).
+    assert set(deployed.skipped) <= {
+        "AWS::SQS::QueuePolicy",
+        "AWS::CloudWatch::Alarm",
+        "AWS::Scheduler::ScheduleGroup",
+    }, deployed.skipped
     return Deployment(
         moto=moto,
-        stack_name=stack_name,
+        stack_name=deployed.stack_name,
         prefix=prefix,
-        parameters=parameters,
-        template=template,
-        outputs={o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])},
+        parameters=deployed.parameters,
+        template=deployed.template,
+        outputs=deployed.outputs,
     )
 
 

@@ -1,11 +1,11 @@
 """Apply the SAM transform to a (packaged) template, as CloudFormation would.
 
-Run with the interpreter of the sam tool venv (.venv-sam, made by bin/check-infra),
-where aws-sam-translator is installed:
+Run as a script with the interpreter of the sam tool venv (.venv-sam, made by
+bin/check-infra), where aws-sam-translator is installed; it imports nothing of sqs_tasks:
 
     python sam_translate.py PACKAGED_TEMPLATE PARAMETERS_JSON OUTPUT_JSON
 
-PARAMETERS_JSON is a JSON object of the stack's parameter values. Not a test module.
+PARAMETERS_JSON is a JSON object of the stack's parameter values.
 """
 
 from __future__ import annotations
@@ -24,8 +24,11 @@ class NoManagedPolicyNames:
 
 
 def main(template_path: str, parameters_path: str, output_path: str) -> None:
-    from samtranslator.translator.transform import transform
-    from samtranslator.yaml_helper import yaml_parse
+    """Transform the template at template_path with the parameters; write the JSON result."""
+    from samtranslator.translator.transform import (  # type: ignore[import-not-found]
+        transform,
+    )
+    from samtranslator.yaml_helper import yaml_parse  # type: ignore[import-not-found]
 
     template: dict[str, Any] = yaml_parse(Path(template_path).read_text())
     parameters = json.loads(Path(parameters_path).read_text())

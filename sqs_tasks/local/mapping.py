@@ -1,0 +1,399 @@
+"""The Lambda SQS event source mapping, emulated from its deployed configuration.
+
+What AWS does for a mapping with an SQS source, and so what `EventSourceMapping` does:
+
+- poll the queue (long polling) and gather up to BatchSize messages, waiting at most
+  MaximumBatchingWindowInSeconds after the first one (0: invoke with what one receive got);
+- invoke the function with a Lambda-shaped event, at most ScalingConfig.MaximumConcurrency
+  invocations at a time (here: a thread pool fed by one poller);
+- when it returns, delete the messages it did not report in `batchItemFailures` (with
+  FunctionResponseTypes ReportBatchItemFailures; without it, a return deletes the batch);
+- when it raises, returns an invalid response or runs past its timeout, delete nothing;
+- leave failed messages alone: they come back after the queue's VisibilityTimeout, and
+  SQS (moto) moves a message to the dead-letter queue on the receive after maxReceiveCount.
+
+Lambda runs one invocation per execution environment; here invocations share a process,
+so a handler that is not safe to run on several threads at once can be serialised
+(`serialize=True`). A handler still running at its timeout cannot be stopped: its batch is
+then treated as failed, as Lambda would (the messages come back after the visibility timeout).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..events import lambda_event
+
+logger = logging.getLogger("sqs_tasks.local.mapping")
+
+Message = dict[str, Any]  # as ReceiveMessage returns it
+Handler = Callable[[dict[str, Any], Any], Any]
+# (mapping, message, outcome): outcome is "deleted" or "failed".
+Listener = Callable[["MappingConfig", Message, str], None]
+
+# SQS's largest receive and longest long poll.
+MAX_RECEIVE = 10
+MAX_WAIT_TIME = 20
+
+
+@dataclass(frozen=True)
+class FunctionConfig:
+    """What an invocation needs of a deployed function."""
+
+    name: str
+    arn: str
+    handler: str  # "module.attribute", as in the function's Handler setting
+    timeout: int  # seconds
+    memory_size: int
+
+    @classmethod
+    def from_configuration(cls, configuration: dict[str, Any]) -> FunctionConfig:
+        """From lambda:GetFunctionConfiguration."""
+        return cls(
+            name=configuration["FunctionName"],
+            arn=configuration["FunctionArn"],
+            handler=configuration["Handler"],
+            timeout=int(configuration.get("Timeout", 3)),
+            memory_size=int(configuration.get("MemorySize", 128)),
+        )
+
+    def load_handler(self) -> Handler:
+        """Import the function's handler (Django must be set up first for ours)."""
+        module, _, attribute = self.handler.rpartition(".")
+        handler: Handler = getattr(importlib.import_module(module), attribute)
+        return handler
+
+
+@dataclass(frozen=True)
+class MappingConfig:
+    """A deployed event source mapping and what its queue says about redelivery."""
+
+    uuid: str
+    function: FunctionConfig
+    queue_url: str
+    queue_arn: str
+    region: str
+    batch_size: int
+    batching_window: int  # seconds
+    report_batch_item_failures: bool
+    maximum_concurrency: int
+    visibility_timeout: int  # the queue's
+    max_receive_count: int | None  # the queue's redrive policy
+    dead_letter_arn: str | None
+
+    @property
+    def queue_name(self) -> str:
+        """The SQS queue's name."""
+        return self.queue_arn.rsplit(":", 1)[1]
+
+    def describe(self) -> str:
+        """One line for people."""
+        redrive = (
+            f"to {self.dead_letter_arn.rsplit(':', 1)[1]} after {self.max_receive_count} receives"
+            if self.dead_letter_arn
+            else "none"
+        )
+        return (
+            f"{self.queue_name} -> {self.function.name}: batch {self.batch_size}, "
+            f"window {self.batching_window} s, concurrency {self.maximum_concurrency}, "
+            f"visibility {self.visibility_timeout} s, redrive {redrive}"
+            + ("" if self.report_batch_item_failures else ", no partial batch responses")
+        )
+
+
+def read_mappings(
+    lambda_client: Any, sqs_client: Any, function: dict[str, Any]
+) -> list[MappingConfig]:
+    """The SQS event source mappings of a deployed function (its GetFunctionConfiguration)."""
+    config = FunctionConfig.from_configuration(function)
+    found = []
+    paginator = lambda_client.get_paginator("list_event_source_mappings")
+    for page in paginator.paginate(FunctionName=config.name):
+        for mapping in page["EventSourceMappings"]:
+            arn = mapping["EventSourceArn"]
+            if not arn.startswith("arn:aws") or ":sqs:" not in arn:
+                continue
+            _, _, _, region, account, name = arn.split(":", 5)
+            url = sqs_client.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)[
+                "QueueUrl"
+            ]
+            attributes = sqs_client.get_queue_attributes(
+                QueueUrl=url, AttributeNames=["VisibilityTimeout", "RedrivePolicy"]
+            )["Attributes"]
+            redrive = json.loads(attributes.get("RedrivePolicy", "null") or "null") or {}
+            scaling = mapping.get("ScalingConfig") or {}
+            found.append(
+                MappingConfig(
+                    uuid=mapping["UUID"],
+                    function=config,
+                    queue_url=url,
+                    queue_arn=arn,
+                    region=region,
+                    batch_size=int(mapping.get("BatchSize", 10)),
+                    batching_window=int(mapping.get("MaximumBatchingWindowInSeconds", 0)),
+                    report_batch_item_failures="ReportBatchItemFailures"
+                    in mapping.get("FunctionResponseTypes", []),
+                    # Without a ScalingConfig, Lambda scales to 1,250 concurrent invocations.
+                    maximum_concurrency=int(scaling.get("MaximumConcurrency", 1250)),
+                    visibility_timeout=int(attributes.get("VisibilityTimeout", 30)),
+                    max_receive_count=(
+                        int(redrive["maxReceiveCount"]) if "maxReceiveCount" in redrive else None
+                    ),
+                    dead_letter_arn=redrive.get("deadLetterTargetArn"),
+                )
+            )
+    return found
+
+
+class LambdaContext:
+    """The Lambda context object of one emulated invocation."""
+
+    function_version = "$LATEST"
+
+    def __init__(self, function: FunctionConfig) -> None:
+        self.aws_request_id = str(uuid.uuid4())
+        self.function_name = function.name
+        self.invoked_function_arn = function.arn
+        self.memory_limit_in_mb = function.memory_size
+        self.log_group_name = f"/aws/lambda/{function.name}"
+        self.log_stream_name = f"local/{self.aws_request_id}"
+        self._deadline = time.monotonic() + function.timeout
+
+    def get_remaining_time_in_millis(self) -> int:
+        """Milliseconds left before the function's timeout."""
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+@dataclass
+class MappingStats:
+    """What one mapping did, in messages and invocations."""
+
+    received: int = 0
+    invocations: int = 0
+    deleted: int = 0
+    failed: int = 0  # reported in batchItemFailures, or in a batch that failed as a whole
+    failed_invocations: int = 0  # raised, timed out or answered invalidly
+    largest_batch: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, **counts: int) -> None:
+        """Add to the counters, from any thread."""
+        with self._lock:
+            for name, value in counts.items():
+                setattr(self, name, getattr(self, name) + value)
+
+    def saw_batch(self, size: int) -> None:
+        """Count one invocation of size messages."""
+        with self._lock:
+            self.invocations += 1
+            self.received += size
+            self.largest_batch = max(self.largest_batch, size)
+
+
+class EventSourceMapping:
+    """Runs one deployed mapping: a poller gathering batches, up to MaximumConcurrency
+    invocations at a time on a thread pool.
+
+    The poller receives only while an invocation slot is free, so no message waits
+    invisible for a slot. (Lambda runs several pollers and scales them with the backlog;
+    one is plenty for a local queue and keeps moto's long polls few.)
+    """
+
+    def __init__(
+        self,
+        config: MappingConfig,
+        handler: Handler,
+        sqs_client: Any,
+        *,
+        visibility_timeout: int | None = None,
+        poll_wait: int = 1,
+        serialize: bool = False,
+        listeners: Sequence[Listener] = (),
+    ) -> None:
+        """visibility_timeout overrides the queue's (on ReceiveMessage); Lambda never does.
+
+        poll_wait is each receive's long-poll wait while no batch is being gathered, short so
+        that stop() takes effect within about that long (Lambda long-polls for 20 s).
+        """
+        self.config = config
+        self.handler = handler
+        self.sqs = sqs_client
+        self.visibility_timeout = visibility_timeout
+        self.poll_wait = max(0, min(poll_wait, MAX_WAIT_TIME))
+        self.listeners = list(listeners)
+        self.stats = MappingStats()
+        self._stopping = threading.Event()
+        self._serial = threading.Lock() if serialize else None
+        self._slots = threading.BoundedSemaphore(config.maximum_concurrency)
+        self._pool = ThreadPoolExecutor(
+            config.maximum_concurrency, thread_name_prefix=f"lambda-{config.queue_name}"
+        )
+        self._poller = threading.Thread(
+            target=self._poll, name=f"esm-{config.queue_name}", daemon=True
+        )
+
+    def start(self) -> None:
+        """Start polling."""
+        self._poller.start()
+
+    def stop(self) -> None:
+        """Stop polling; a batch being gathered or run is still invoked and settled."""
+        self._stopping.set()
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the poller and the invocations to finish (after stop())."""
+        self._poller.join(timeout)
+        self._pool.shutdown(wait=True)
+
+    # ------------------------------------------------------------- polling
+    def _poll(self) -> None:
+        while not self._stopping.is_set():
+            if not self._slots.acquire(timeout=1):
+                continue  # Every slot busy: look at _stopping again.
+            try:
+                batch = self._gather()
+            except Exception:
+                self._slots.release()
+                # Whatever was received comes back after its visibility timeout.
+                logger.exception("Event source mapping %s: receive failed", self.config.queue_name)
+                self._stopping.wait(1)
+                continue
+            if not batch:
+                self._slots.release()
+                continue
+            self._pool.submit(self._run, batch)
+
+    def _run(self, batch: list[Message]) -> None:
+        try:
+            self._invoke(batch)
+        except Exception:
+            # Whatever was not settled comes back after its visibility timeout.
+            logger.exception("Event source mapping %s: invocation error", self.config.queue_name)
+        finally:
+            self._slots.release()
+
+    def _receive(self, count: int, wait: int) -> list[Message]:
+        kwargs: dict[str, Any] = {
+            "QueueUrl": self.config.queue_url,
+            "MaxNumberOfMessages": count,
+            "WaitTimeSeconds": wait,
+            "MessageSystemAttributeNames": ["All"],
+            "MessageAttributeNames": ["All"],
+        }
+        if self.visibility_timeout is not None:
+            kwargs["VisibilityTimeout"] = self.visibility_timeout
+        messages: list[Message] = self.sqs.receive_message(**kwargs).get("Messages", [])
+        return messages
+
+    def _gather(self) -> list[Message]:
+        """Up to BatchSize messages, within the batching window from the first one."""
+        config = self.config
+        batch: list[Message] = []
+        window_ends: float | None = None
+        while len(batch) < config.batch_size:
+            if window_ends is None:
+                if self._stopping.is_set():
+                    break
+                wait = self.poll_wait
+            else:
+                left = window_ends - time.monotonic()
+                if left <= 0:
+                    break
+                # Whole seconds only; the receive returns as soon as a message is there.
+                wait = min(MAX_WAIT_TIME, max(1, round(left)))
+            received = self._receive(min(MAX_RECEIVE, config.batch_size - len(batch)), wait)
+            if received and window_ends is None:
+                window_ends = time.monotonic() + config.batching_window
+            batch.extend(received)
+            if batch and config.batching_window == 0:
+                break
+        return batch
+
+    def _invoke(self, batch: list[Message]) -> None:
+        config = self.config
+        self.stats.saw_batch(len(batch))
+        context = LambdaContext(config.function)
+        event = lambda_event(batch, config.queue_url, config.region)
+        started = time.monotonic()
+        problem = None
+        response: Any = None
+        try:
+            if self._serial is not None:
+                with self._serial:
+                    response = self.handler(event, context)
+            else:
+                response = self.handler(event, context)
+        except Exception as e:
+            problem = f"the function raised {type(e).__name__}: {e}"
+            logger.exception(
+                "%s: invocation %s failed", config.function.name, context.aws_request_id
+            )
+        took = time.monotonic() - started
+        if problem is None and took > config.function.timeout:
+            problem = f"Task timed out after {config.function.timeout} seconds"
+        ids = {m["MessageId"] for m in batch}
+        failed_ids: set[str] = set()
+        if problem is None and config.report_batch_item_failures:
+            failures = (response or {}).get("batchItemFailures") or []
+            failed_ids = {str(f.get("itemIdentifier")) for f in failures if isinstance(f, dict)}
+            if not failed_ids <= ids:
+                problem = f"invalid batchItemFailures {failures!r}"
+        if problem is not None:
+            # Lambda deletes nothing: the whole batch comes back after the visibility timeout.
+            logger.error(
+                "%s: %s messages from %s failed as a batch: %s",
+                config.function.name,
+                len(batch),
+                config.queue_name,
+                problem,
+            )
+            self.stats.add(failed_invocations=1)
+            failed_ids = ids
+        done = [m for m in batch if m["MessageId"] not in failed_ids]
+        failed = [m for m in batch if m["MessageId"] in failed_ids]
+        self._delete(done)
+        self.stats.add(deleted=len(done), failed=len(failed))
+        for message in done:
+            self._tell(message, "deleted")
+        for message in failed:
+            self._tell(message, "failed")
+        logger.info(
+            "%s: %s messages from %s in %.0f ms, %s failed",
+            config.function.name,
+            len(batch),
+            config.queue_name,
+            took * 1000,
+            len(failed),
+        )
+
+    def _delete(self, messages: list[Message]) -> None:
+        for start in range(0, len(messages), MAX_RECEIVE):
+            chunk = messages[start : start + MAX_RECEIVE]
+            response = self.sqs.delete_message_batch(
+                QueueUrl=self.config.queue_url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)
+                ],
+            )
+            for failure in response.get("Failed", []):
+                logger.warning(
+                    "Could not delete message %s: %s",
+                    chunk[int(failure["Id"])]["MessageId"],
+                    failure.get("Message", failure.get("Code")),
+                )
+
+    def _tell(self, message: Message, outcome: str) -> None:
+        for listener in self.listeners:
+            try:
+                listener(self.config, message, outcome)
+            except Exception:
+                logger.exception("Event source mapping listener failed")
