@@ -11,6 +11,7 @@ from typing import Any
 from django.db import close_old_connections
 from django.tasks import TaskContext, TaskResult, TaskResultStatus, task_backends
 from django.tasks.base import TaskError
+from django.tasks.exceptions import InvalidTask
 from django.tasks.signals import task_finished, task_started
 from django.utils.json import normalize_json
 
@@ -70,13 +71,14 @@ def run_message(body: str, *, worker_id: str, remaining: timedelta | None = None
                     f"message names {envelope.task_path!r} but the result is for "
                     f"{item['task_path']['S']!r}"
                 )
-            task = load_task(item["task_path"]["S"])
-        except InvalidTaskPath as e:
-            # Never run what is not a Task; say so in the result instead.
+            result = to_result(item, load_task(item["task_path"]["S"]))
+        except InvalidTask as e:
+            # Never run what is not a valid Task here (InvalidTaskPath: not a Task at all;
+            # else e.g. a queue this worker's QUEUES no longer lists): say so in the result.
             logger.error("Refused result %s: %s", envelope.result_id, e)
             store.finish(item, now=datetime.now(UTC), error=_error(e))
             return
-        _execute(backend, envelope, to_result(item, task), item)
+        _execute(backend, envelope, result, item)
     finally:
         current_task.reset(token)
 

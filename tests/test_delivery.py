@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from django.tasks import TaskResultStatus, default_task_backend
+from django.test import override_settings
 
 from lambda_handler.handler import handler
 from sqs_tasks.message import Envelope
@@ -195,3 +196,18 @@ def test_keyboard_interrupt_propagates_and_leaves_a_lease(stack: Stack) -> None:
 
     assert result.status == TaskResultStatus.RUNNING
     assert _backend().store.get(result.id)["lease_until"]["S"] > datetime.now(UTC).isoformat()
+
+
+def test_result_for_a_queue_the_worker_no_longer_serves_is_failed_not_bounced(
+    stack: Stack,
+) -> None:
+    result = tasks.send_email.enqueue("gone@example.com")
+    narrowed = {**stack.tasks["default"], "QUEUES": ["default"]}
+    with override_settings(TASKS={"default": narrowed}):
+        # The worker's settings dropped "emails"; the message is still delivered to it.
+        messages = _receive_all("emails")
+        assert _invoke(messages, "emails") == set()
+        item = _backend().store.get(result.id)
+
+    assert item["status"]["S"] == "FAILED"
+    assert "Queue 'emails' is not valid" in item["errors"]["L"][0]["M"]["traceback"]["S"]
