@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from django.tasks.exceptions import InvalidTask, TaskException
+
+if TYPE_CHECKING:
+    from django.tasks import TaskResult
 
 
 class EnqueueError(TaskException):
@@ -23,3 +28,16 @@ class ResultTooLarge(TaskException):
 
 class WorkerLost(TaskException):
     """The task's message was dead-lettered: its workers kept dying or timing out."""
+
+
+class BulkEnqueueError(EnqueueError):
+    """Some entries of enqueue_many() failed; `failures` says which and why, none is dropped."""
+
+    def __init__(
+        self, message: str, *, results: list[TaskResult[..., Any] | None], failures: dict[int, str]
+    ) -> None:
+        super().__init__(message)
+        # In input order: the TaskResult of each entry that was enqueued, None where it failed.
+        self.results = results
+        # Entry index -> why it failed; its result, if it was stored, is marked FAILED.
+        self.failures = failures

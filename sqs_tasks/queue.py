@@ -10,6 +10,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from django.core.exceptions import ImproperlyConfigured
 
 from . import backoff
+from .events import queue_arn
 
 
 class QueueClient:
@@ -26,7 +27,6 @@ class QueueClient:
         self._client = client
         self._alias = alias
         self._urls = dict(queue_urls)
-        self._arns: dict[str, str] = {}
         self._prefix = prefix
         self._lock = threading.Lock()
 
@@ -47,13 +47,8 @@ class QueueClient:
             return self._urls[queue_name]
 
     def arn(self, queue_name: str) -> str:
-        """The queue's ARN, looked up once (a schedule targets queues by ARN)."""
-        if queue_name not in self._arns:
-            response = self._client().get_queue_attributes(
-                QueueUrl=self.url(queue_name), AttributeNames=["QueueArn"]
-            )
-            self._arns[queue_name] = response["Attributes"]["QueueArn"]
-        return self._arns[queue_name]
+        """The queue's ARN (a schedule targets queues by ARN), worked out from its URL."""
+        return queue_arn(self.url(queue_name), self._client().meta.region_name)
 
     def send(self, queue_name: str, body: str, *, delay: int = 0) -> str:
         """Send one message; returns its SQS message id."""

@@ -1,0 +1,91 @@
+"""Cold start: a fresh process until the worker is ready, against a bare Django + boto3 process.
+
+Each variant runs as its own process, alternating, several times. A process reports the
+moment it is ready (time.monotonic, the same clock as the parent's) and the CPU it used up to
+then, and leaves with os._exit: interpreter teardown is no part of a cold start.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+_REPORT = (
+    "import json, os, resource, time\n"
+    "u = resource.getrusage(resource.RUSAGE_SELF)\n"
+    "print(json.dumps({'ready': time.monotonic(), 'cpu': u.ru_utime + u.ru_stime}), flush=True)\n"
+    "os._exit(0)\n"
+)
+VARIANTS: dict[str, str] = {
+    # The reference the target is set against.
+    "bare": "import boto3, django\ndjango.setup()\n",
+    # The worker as Lambda loads it: handler imported (Django set up), its clients made.
+    "handler": (
+        "import lambda_handler.handler\n"
+        "from django.tasks import task_backends\n"
+        "backend = task_backends['default']\n"
+        "backend.client('dynamodb')\n"
+        "backend.client('sqs')\n"
+    ),
+}
+
+
+def child_env(root: Path, extra: dict[str, str]) -> dict[str, str]:
+    """The environment of a measured process: the example project, no AWS calls made."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env.update(extra)
+    env.update(
+        DJANGO_SETTINGS_MODULE="example.settings",
+        PYTHONPATH=str(root),
+        SQS_TASKS_TABLE="cold-start-results",
+        SQS_TASKS_QUEUE_URLS='{"default": "http://127.0.0.1:9/000000000000/cold-start"}',
+    )
+    return env
+
+
+def _once(code: str, env: dict[str, str], root: Path) -> tuple[float, float]:
+    start = time.monotonic()
+    out = subprocess.run(
+        [sys.executable, "-c", code + _REPORT],
+        env=env,
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    report = json.loads(out.strip().splitlines()[-1])
+    return report["ready"] - start, report["cpu"]
+
+
+def measure(root: Path, rounds: int, extra_env: dict[str, str]) -> dict[str, Any]:
+    """Median wall and CPU seconds to ready of each variant, and their ratios to bare."""
+    env = child_env(root, extra_env)
+    lambda_env = {**env, "AWS_LAMBDA_FUNCTION_NAME": "sqs-tasks-benchmark"}
+    variants = {**VARIANTS, "handler, JSON logging on (as in Lambda)": VARIANTS["handler"]}
+    envs = {name: lambda_env if "Lambda" in name else env for name in variants}
+    for name, code in variants.items():  # Bytecode written once, as a deployment ships it.
+        _once(code, envs[name], root)
+    walls: dict[str, list[float]] = {name: [] for name in variants}
+    cpus: dict[str, list[float]] = {name: [] for name in variants}
+    for i in range(rounds):
+        order = list(variants) if i % 2 == 0 else list(reversed(variants))
+        for name in order:
+            wall, cpu = _once(variants[name], envs[name], root)
+            walls[name].append(wall)
+            cpus[name].append(cpu)
+    result: dict[str, Any] = {}
+    for name in variants:
+        result[name] = {
+            "wall_ms": statistics.median(walls[name]) * 1000,
+            "cpu_ms": statistics.median(cpus[name]) * 1000,
+        }
+    for name in variants:
+        result[name]["wall_ratio"] = result[name]["wall_ms"] / result["bare"]["wall_ms"]
+        result[name]["cpu_ratio"] = result[name]["cpu_ms"] / result["bare"]["cpu_ms"]
+    return result

@@ -1,0 +1,175 @@
+"""Bulk enqueue: check every entry, then BatchWriteItem 25 and SendMessageBatch 10 at a time."""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from django.tasks import Task, TaskResult, TaskResultStatus
+from django.tasks.base import TaskError
+from django.tasks.exceptions import InvalidTask
+from django.tasks.signals import task_enqueued
+from django.utils.crypto import get_random_string
+
+from .exceptions import BulkEnqueueError, EnqueueError
+from .items import Item
+from .message import MAX_DELAY_SECONDS, Envelope, delay_seconds
+
+if TYPE_CHECKING:
+    from .backend import SQSBackend
+
+logger = logging.getLogger("sqs_tasks.bulk")
+
+# Lazily evaluated: django.tasks.Task is generic only to type checkers.
+type BulkEntry = tuple[Task[..., Any], Sequence[Any], Mapping[str, Any]]
+# How many failed entries an exception message spells out; the rest are in .failures.
+LISTED_FAILURES = 10
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    index: int
+    result: TaskResult[..., Any]
+    item: Item
+    envelope: Envelope
+
+
+def enqueue_many(backend: SQSBackend, entries: Iterable[BulkEntry]) -> list[TaskResult[..., Any]]:
+    """Enqueue (task, args, kwargs) entries in input order; raise BulkEnqueueError if any fail."""
+    now = datetime.now(UTC)
+    # Everything is checked before the first write, so a bad entry leaves no trace.
+    prepared = [_prepare(backend, i, entry, now) for i, entry in enumerate(entries)]
+    failures: dict[int, str] = {}
+    abandon: list[_Prepared] = []
+    unwritten = backend.store.put_many([p.item for p in prepared])
+    by_queue: dict[str, list[_Prepared]] = {}
+    for p in prepared:
+        missing = unwritten.get(p.result.id)
+        if missing is not None:
+            failures[p.index] = f"not stored: {missing.reason}"
+            if missing.uncertain:
+                abandon.append(p)
+        elif _scheduled(backend, p.result.task.run_after, now):
+            _dispatch_one(backend, p, failures, abandon)
+        else:
+            by_queue.setdefault(p.result.task.queue_name, []).append(p)
+    for queue_name, group in by_queue.items():
+        sent_at = datetime.now(UTC)  # Delays count from the send, so nothing arrives early.
+        unsent = backend.queue.send_many(
+            queue_name,
+            [
+                (p.result.id, p.envelope.encode(), delay_seconds(p.result.task.run_after, sent_at))
+                for p in group
+            ],
+        )
+        for p in group:
+            if p.result.id in unsent:
+                failures[p.index] = f"not sent: {unsent[p.result.id]}"
+                abandon.append(p)
+    for p in abandon:
+        _abandon(backend, p, failures)
+    for p in prepared:
+        if p.index not in failures:
+            task_enqueued.send(type(backend), task_result=p.result)
+    if failures:
+        raise _error(prepared, failures)
+    return [p.result for p in prepared]
+
+
+def _prepare(backend: SQSBackend, index: int, entry: Any, now: datetime) -> _Prepared:
+    """Validate one entry as enqueue() does and build its item and envelope, writing nothing."""
+    where = f"enqueue_many() entries[{index}]"
+    if not isinstance(entry, tuple | list) or len(entry) != 3:
+        raise TypeError(f"{where} is not a (task, args, kwargs) triple: nothing was enqueued")
+    task, args, kwargs = entry
+    try:
+        if not isinstance(task, Task):
+            raise TypeError(f"expected a Task, got {type(task).__name__}")
+        if not isinstance(args, list | tuple) or not isinstance(kwargs, Mapping):
+            raise TypeError("args must be a list or tuple and kwargs a mapping")
+        if task.backend != backend.alias:
+            raise InvalidTask(
+                f"Task {task.module_path} uses backend {task.backend!r}, not {backend.alias!r}"
+            )
+        backend.validate_task(task)
+        result: TaskResult[..., Any] = TaskResult(
+            task=task,
+            id=get_random_string(32),
+            status=TaskResultStatus.READY,
+            enqueued_at=now,
+            started_at=None,
+            last_attempted_at=None,
+            finished_at=None,
+            args=args,  # type: ignore[arg-type]  # Kept as given, as enqueue() keeps them.
+            kwargs=kwargs,  # type: ignore[arg-type]
+            backend=backend.alias,
+            errors=[],
+            worker_ids=[],
+        )
+        item = backend._new_item(result, now)
+        backend.queue.url(task.queue_name)  # An unmapped queue fails here, before any write.
+    except Exception as e:
+        e.add_note(f"{where}: nothing was enqueued")
+        raise
+    envelope = Envelope(result.id, backend.alias, task.module_path, task.queue_name, task.priority)
+    return _Prepared(index, result, item, envelope)
+
+
+def _scheduled(backend: SQSBackend, run_after: datetime | None, now: datetime) -> bool:
+    """Whether dispatch() would hand this wait to EventBridge Scheduler, not to SQS."""
+    return (
+        run_after is not None
+        and backend.scheduler is not None
+        and (run_after - now).total_seconds() > MAX_DELAY_SECONDS
+    )
+
+
+def _dispatch_one(
+    backend: SQSBackend, p: _Prepared, failures: dict[int, str], abandon: list[_Prepared]
+) -> None:
+    try:
+        backend.dispatch(p.envelope, p.result.task.run_after, datetime.now(UTC))
+    except Exception as e:
+        failures[p.index] = f"not scheduled: {e}"
+        abandon.append(p)
+
+
+def _abandon(backend: SQSBackend, p: _Prepared, failures: dict[int, str]) -> None:
+    """Mark a stored result nobody will run FAILED, as enqueue() does when its send fails."""
+    failure = EnqueueError(f"enqueue_many() could not enqueue this task: {failures[p.index]}")
+    error = TaskError(
+        exception_class_path=f"{EnqueueError.__module__}.{EnqueueError.__qualname__}",
+        traceback="".join(traceback.format_exception(failure)),
+    )
+    try:
+        marked = backend.store.fail_abandoned(
+            p.result.id, error, queue_name=p.result.task.queue_name, now=datetime.now(UTC)
+        )
+    except Exception as e:
+        # Said in the exception and the log: the result may stay READY with no message.
+        logger.exception("Result %s could not be marked FAILED", p.result.id)
+        failures[p.index] += f" (and it could not be marked FAILED: {e})"
+        return
+    # Not marked: never stored after all, or its message did go and a worker has it.
+    failures[p.index] += " (marked FAILED)" if marked else " (no READY result to mark FAILED)"
+
+
+def _error(prepared: list[_Prepared], failures: dict[int, str]) -> BulkEnqueueError:
+    listed = [
+        f"entries[{i}] {prepared[i].result.task.module_path} result {prepared[i].result.id}: {why}"
+        for i, why in sorted(failures.items())[:LISTED_FAILURES]
+    ]
+    more = len(failures) - len(listed)
+    logger.error("enqueue_many: %s of %s entries failed", len(failures), len(prepared))
+    return BulkEnqueueError(
+        f"enqueue_many(): {len(failures)} of {len(prepared)} entries failed "
+        f"({len(prepared) - len(failures)} enqueued, in .results):\n"
+        + "\n".join(listed)
+        + (f"\n... and {more} more (see .failures)" if more else ""),
+        results=[None if p.index in failures else p.result for p in prepared],
+        failures=dict(sorted(failures.items())),
+    )
