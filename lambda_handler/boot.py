@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 from typing import IO
 
 import django
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from django.apps import apps
 
 from sqs_tasks.runner import TaskLogFilter
@@ -38,3 +40,18 @@ def configure_logging(stream: IO[str] | None = None) -> logging.Handler:
 def in_lambda() -> bool:
     """Whether this process is a Lambda execution environment."""
     return "AWS_LAMBDA_FUNCTION_NAME" in os.environ
+
+
+# A BatchProcessor holds the batch it is working on: one per thread (Lambda runs one
+# invocation at a time; sqs_tasks_worker and the local emulator run batches on threads).
+_threads = threading.local()
+
+
+def batch_processor() -> BatchProcessor:
+    """This thread's processor; an all-failed batch is reported, not raised."""
+    processor: BatchProcessor | None = getattr(_threads, "processor", None)
+    if processor is None:
+        processor = _threads.processor = BatchProcessor(
+            event_type=EventType.SQS, raise_on_entire_batch_failure=False
+        )
+    return processor

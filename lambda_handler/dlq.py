@@ -8,15 +8,11 @@ import traceback
 from datetime import UTC, datetime
 from typing import Any
 
-from aws_lambda_powertools.utilities.batch import (
-    BatchProcessor,
-    EventType,
-    process_partial_response,
-)
+from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from lambda_handler.boot import configure_logging, in_lambda, setup_django
+from lambda_handler.boot import batch_processor, configure_logging, in_lambda, setup_django
 
 setup_django()
 if in_lambda():
@@ -32,7 +28,6 @@ logger = logging.getLogger("sqs_tasks.dlq")
 # A refused body can still carry a genuine signature (a tampered copy keeps the original's);
 # signatures never go to the logs, so the value of "sig" is masked before a body is logged.
 _SIGNATURE = re.compile(r'("sig"\s*:\s*)"(?:[^"\\]|\\.)*"')
-processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
 def record_handler(record: SQSRecord) -> None:
@@ -71,5 +66,5 @@ def record_handler(record: SQSRecord) -> None:
 def handler(event: dict[str, Any], context: Any) -> PartialItemFailureResponse:
     """Lambda entry point for the dead-letter queues' event source mappings."""
     return process_partial_response(
-        event=event, record_handler=record_handler, processor=processor, context=context
+        event=event, record_handler=record_handler, processor=batch_processor(), context=context
     )

@@ -23,6 +23,8 @@ ENV_SCHEDULER_ROLE_ARN = "SQS_TASKS_SCHEDULER_ROLE_ARN"
 DEFAULT_RESULT_TTL = timedelta(days=14)
 # Without a Lambda context a worker holds its claim this long before another may retake it.
 DEFAULT_LEASE = timedelta(minutes=15)
+
+
 # Standard retry mode backs off with jitter on throttling and 5xx; adaptive adds a
 # client-side rate limiter that hurts bursty enqueues.
 def default_client_config() -> dict[str, Any]:
