@@ -12,16 +12,15 @@ from asgiref.sync import sync_to_async
 from botocore.exceptions import ClientError
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
-from django.tasks import Task, TaskResult, TaskResultStatus
+from django.tasks import Task, TaskResult
 from django.tasks.backends.base import BaseTaskBackend
 from django.tasks.base import TaskError
 from django.tasks.exceptions import TaskResultDoesNotExist
 from django.tasks.signals import task_enqueued
-from django.utils.crypto import get_random_string
 
 from .conf import ENV_QUEUE_PREFIX, ENV_TABLE, parse_options
 from .exceptions import EnqueueError, PayloadTooLarge
-from .items import MAX_ITEM_BYTES, Item, item_size, new_item, to_result
+from .items import MAX_ITEM_BYTES, Item, item_size, new_item, ready_result, to_result
 from .message import MAX_DELAY_SECONDS, Envelope, delay_seconds
 from .queue import QueueClient
 from .schedule import Scheduler
@@ -134,20 +133,7 @@ class SQSBackend(BaseTaskBackend):
         """Write the READY result, then send its message; undo truthfully if the send fails."""
         self.validate_task(task)
         now = datetime.now(UTC)
-        result: TaskResult[P, R] = TaskResult(
-            task=task,
-            id=get_random_string(32),
-            status=TaskResultStatus.READY,
-            enqueued_at=now,
-            started_at=None,
-            last_attempted_at=None,
-            finished_at=None,
-            args=args,
-            kwargs=kwargs,
-            backend=self.alias,
-            errors=[],
-            worker_ids=[],
-        )
+        result = ready_result(task, args, kwargs, backend=self.alias, now=now)
         item = self._new_item(result, now)
         envelope = Envelope(result.id, self.alias, task.module_path, task.queue_name, task.priority)
         self.queue.url(task.queue_name)  # Fail on an unmapped queue before writing anything.

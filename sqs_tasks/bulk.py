@@ -9,14 +9,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from django.tasks import Task, TaskResult, TaskResultStatus
+from django.tasks import Task, TaskResult
 from django.tasks.base import TaskError
 from django.tasks.exceptions import InvalidTask
 from django.tasks.signals import task_enqueued
-from django.utils.crypto import get_random_string
 
 from .exceptions import BulkEnqueueError, EnqueueError
-from .items import Item
+from .items import Item, ready_result
 from .message import MAX_DELAY_SECONDS, Envelope, delay_seconds
 
 if TYPE_CHECKING:
@@ -96,19 +95,9 @@ def _prepare(backend: SQSBackend, index: int, entry: Any, now: datetime) -> _Pre
                 f"Task {task.module_path} uses backend {task.backend!r}, not {backend.alias!r}"
             )
         backend.validate_task(task)
-        result: TaskResult[..., Any] = TaskResult(
-            task=task,
-            id=get_random_string(32),
-            status=TaskResultStatus.READY,
-            enqueued_at=now,
-            started_at=None,
-            last_attempted_at=None,
-            finished_at=None,
-            args=args,  # type: ignore[arg-type]  # Kept as given, as enqueue() keeps them.
-            kwargs=kwargs,  # type: ignore[arg-type]
-            backend=backend.alias,
-            errors=[],
-            worker_ids=[],
+        # As given, as enqueue() takes them: building the result normalises them.
+        result: TaskResult[..., Any] = ready_result(
+            task, list(args), dict(kwargs), backend=backend.alias, now=now
         )
         item = backend._new_item(result, now)
         backend.queue.url(task.queue_name)  # An unmapped queue fails here, before any write.

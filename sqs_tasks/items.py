@@ -9,6 +9,7 @@ from typing import Any
 
 from django.tasks import Task, TaskResult, TaskResultStatus
 from django.tasks.base import TaskError
+from django.utils.crypto import get_random_string
 from django.utils.module_loading import import_string
 
 from .exceptions import InvalidTaskPath
@@ -87,6 +88,26 @@ def error_value(error: TaskError) -> dict[str, Any]:
             "traceback": {"S": traceback},
         }
     }
+
+
+def ready_result[**P, R](
+    task: Task[P, R], args: list[Any], kwargs: dict[str, Any], *, backend: str, now: datetime
+) -> TaskResult[P, R]:
+    """A fresh READY result; building it JSON-normalises args and kwargs as Django does."""
+    return TaskResult(
+        task=task,
+        id=get_random_string(32),
+        status=TaskResultStatus.READY,
+        enqueued_at=now,
+        started_at=None,
+        last_attempted_at=None,
+        finished_at=None,
+        args=args,
+        kwargs=kwargs,
+        backend=backend,
+        errors=[],
+        worker_ids=[],
+    )
 
 
 def load_task(path: str) -> Task[..., Any]:

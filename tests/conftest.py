@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import django
 import pytest
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
 django.setup()
+
+from django.tasks import default_task_backend  # noqa: E402
 
 from sqs_tasks.testing import Stack, aws_stack  # noqa: E402
 from tests import tasks  # noqa: E402
@@ -22,3 +25,30 @@ def stack() -> Iterator[Stack]:
     tasks.order.clear()
     with aws_stack() as made:
         yield made
+
+
+@pytest.fixture
+def calls(stack: Stack) -> Iterator[list[str]]:
+    """Every AWS operation the default backend's own clients make, by name, in order."""
+    made: list[str] = []
+
+    def count(model: Any, **kwargs: Any) -> None:
+        made.append(model.name)
+
+    backend: Any = default_task_backend
+    clients = [backend.client(service) for service in ("dynamodb", "sqs", "scheduler")]
+    for client in clients:
+        client.meta.events.register("before-call.*.*", count)
+    yield made
+    for client in clients:
+        client.meta.events.unregister("before-call.*.*", count)
+
+
+def queue_depth(queue: str = "default") -> int:
+    """Messages in the queue, visible and delayed."""
+    backend: Any = default_task_backend
+    attributes = backend.client("sqs").get_queue_attributes(
+        QueueUrl=backend.queue.url(queue),
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesDelayed"],
+    )["Attributes"]
+    return sum(int(v) for v in attributes.values())

@@ -19,6 +19,7 @@ from sqs_tasks import backoff
 from sqs_tasks.exceptions import BulkEnqueueError, PayloadTooLarge
 from sqs_tasks.testing import Stack, drain
 from tests import tasks
+from tests.conftest import queue_depth
 
 
 def _backend() -> Any:
@@ -36,34 +37,6 @@ def _items() -> dict[str, dict[str, Any]]:
         if "LastEvaluatedKey" not in page:
             return found
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
-
-def _depth(queue: str = "default") -> int:
-    attributes = (
-        _backend()
-        .client("sqs")
-        .get_queue_attributes(
-            QueueUrl=_backend().queue.url(queue),
-            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesDelayed"],
-        )["Attributes"]
-    )
-    return sum(int(v) for v in attributes.values())
-
-
-@pytest.fixture
-def calls() -> Iterator[list[str]]:
-    """Every AWS operation the backend's clients make, by name."""
-    made: list[str] = []
-
-    def count(model: Any, **kwargs: Any) -> None:
-        made.append(model.name)
-
-    clients = [_backend().client("dynamodb"), _backend().client("sqs")]
-    for client in clients:
-        client.meta.events.register("before-call.*.*", count)
-    yield made
-    for client in clients:
-        client.meta.events.unregister("before-call.*.*", count)
 
 
 @pytest.fixture
@@ -188,7 +161,7 @@ def test_mixed_queues_and_run_after(stack: Stack, time_machine: Any) -> None:
     scheduler = _backend().client("scheduler")
     schedules = scheduler.list_schedules(GroupName=_backend().scheduler.group)["Schedules"]
     assert [s["Name"].split("-")[0] for s in schedules] == [results[2].id]
-    assert _depth("default") == 1 and _depth("emails") == 2
+    assert queue_depth("default") == 1 and queue_depth("emails") == 2
     assert drain() == 2  # Only the two due now.
     time_machine.move_to(soon + timedelta(seconds=1), tick=True)
     drain()
@@ -243,7 +216,7 @@ def test_one_invalid_entry_means_nothing_is_written(
     assert "entries[30]" in "".join([str(raised.value), *getattr(raised.value, "__notes__", [])])
     assert calls == []
     assert _items() == {}
-    assert _depth("default") == 0
+    assert queue_depth("default") == 0
 
 
 def test_a_queue_that_fails_marks_its_results_failed_and_lists_them(

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from django.tasks import TaskResultStatus, default_task_backend
+from django.tasks import TaskResultStatus
 from django.test import override_settings
 
 from sqs_tasks.testing import Stack, drain
@@ -36,17 +36,6 @@ def mode(request: pytest.FixtureRequest, stack: Stack) -> Iterator[str]:
     }
     with override_settings(TASKS={"default": {**stack.tasks["default"], "OPTIONS": options}}):
         yield request.param
-
-
-@pytest.fixture
-def calls() -> Iterator[list[str]]:
-    """AWS operations made by the backend's own clients."""
-    made: list[str] = []
-    backend: Any = default_task_backend
-    clients = [backend.client(s) for s in ("dynamodb", "sqs", "scheduler")]
-    for client in clients:
-        client.meta.events.register("before-call.*.*", lambda model, **kw: made.append(model.name))
-    yield made
 
 
 @pytest.mark.parametrize("wait", WAITS, ids=list(WAITS))

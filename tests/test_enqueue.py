@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,6 +14,7 @@ from sqs_tasks.exceptions import EnqueueError, PayloadTooLarge
 from sqs_tasks.items import item_size
 from sqs_tasks.testing import Stack, drain
 from tests import tasks
+from tests.conftest import queue_depth
 
 
 def _backend() -> Any:
@@ -27,37 +27,12 @@ def _scan() -> list[dict[str, Any]]:
     return items
 
 
-def _depth(queue: str = "default") -> int:
-    sqs = _backend().client("sqs")
-    attributes = sqs.get_queue_attributes(
-        QueueUrl=_backend().queue.url(queue),
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesDelayed"],
-    )["Attributes"]
-    return sum(int(v) for v in attributes.values())
-
-
-@pytest.fixture
-def calls() -> Iterator[list[str]]:
-    """Every AWS operation the backend's clients make, by name."""
-    made: list[str] = []
-
-    def count(model: Any, **kwargs: Any) -> None:
-        made.append(model.name)
-
-    clients = [_backend().client("dynamodb"), _backend().client("sqs")]
-    for client in clients:
-        client.meta.events.register("before-call.*.*", count)
-    yield made
-    for client in clients:
-        client.meta.events.unregister("before-call.*.*", count)
-
-
 def test_oversized_arguments_are_refused_before_anything_is_written(stack: Stack) -> None:
     with pytest.raises(PayloadTooLarge, match=r"take 500,\d+ bytes .* the limit is 393,216 bytes"):
         tasks.echo.enqueue("x" * 500_000)
 
     assert _scan() == []
-    assert _depth() == 0
+    assert queue_depth() == 0
 
 
 @pytest.mark.parametrize("bad", [object(), {1, 2}, float("nan"), datetime(2026, 1, 1)])
@@ -68,7 +43,7 @@ def test_non_json_arguments_raise_type_error_before_anything_is_written(
         tasks.echo.enqueue(value=bad)
 
     assert _scan() == []
-    assert _depth() == 0
+    assert queue_depth() == 0
 
 
 def test_invalid_task_options_are_refused(stack: Stack) -> None:
@@ -154,4 +129,4 @@ def test_run_after_sets_the_sqs_delay(stack: Stack) -> None:
     assert drain() == 0
     result.refresh()
     assert result.status == TaskResultStatus.READY
-    assert _depth() == 1
+    assert queue_depth() == 1
