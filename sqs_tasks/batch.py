@@ -1,0 +1,194 @@
+"""One batch the worker received: its Lambda context, the handler's run, and its settling.
+
+What the handler reports in batchItemFailures is hidden for an exponential backoff on its
+receive count (ChangeMessageVisibility); everything else is deleted (DeleteMessageBatch);
+records the handler refused because the worker is stopping are made visible again at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .events import lambda_event
+
+# The worker's logger, not this module's: `-v 2` and the README name sqs_tasks.worker.
+logger = logging.getLogger("sqs_tasks.worker")
+
+Handler = Callable[[dict[str, Any], Any], Any]
+Message = dict[str, Any]  # a message as ReceiveMessage returns it
+
+# A message the handler reported failed stays hidden BACKOFF_BASE x 2^(receives - 1) seconds,
+# at most BACKOFF_MAX: 30 s, 1, 2, 4 and 8 minutes over the stack's five receives, long
+# enough for a live lease (at most the visibility timeout + 30 s) to lapse before the DLQ.
+BACKOFF_BASE = 30
+BACKOFF_MAX = 900
+
+
+def backoff_seconds(receive_count: int, *, base: int = BACKOFF_BASE, cap: int = BACKOFF_MAX) -> int:
+    """How long a message that failed on its receive_count-th receive stays hidden."""
+    exponent = min(max(receive_count, 1) - 1, 32)
+    return int(min(cap, base * 2**exponent))
+
+
+def _chunks(items: Sequence[Message], size: int = 10) -> Iterable[Sequence[Message]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def delete_messages(sqs: Any, url: str, messages: Sequence[Message]) -> int:
+    """Delete messages from the queue at url, 10 a call; how many were deleted."""
+    deleted = 0
+    for chunk in _chunks(messages):
+        response = sqs.delete_message_batch(
+            QueueUrl=url,
+            Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)
+            ],
+        )
+        deleted += len(response.get("Successful", []))
+        for failure in response.get("Failed", []):
+            # It comes back after its visibility timeout and is dropped as a duplicate.
+            logger.warning(
+                "Could not delete message %s: %s",
+                chunk[int(failure["Id"])]["MessageId"],
+                failure.get("Message", failure["Code"]),
+            )
+    return deleted
+
+
+def change_visibility(
+    sqs: Any, url: str, messages: Sequence[Message], seconds: Callable[[Message], int]
+) -> int:
+    """Hide each message for seconds(message) from now, 10 a call; how many were changed."""
+    changed = 0
+    for chunk in _chunks(messages):
+        response = sqs.change_message_visibility_batch(
+            QueueUrl=url,
+            Entries=[
+                {
+                    "Id": str(i),
+                    "ReceiptHandle": m["ReceiptHandle"],
+                    "VisibilityTimeout": seconds(m),
+                }
+                for i, m in enumerate(chunk)
+            ],
+        )
+        changed += len(response.get("Successful", []))
+        for failure in response.get("Failed", []):
+            # It comes back when its visibility timeout runs out instead.
+            logger.warning(
+                "Could not change the visibility of message %s: %s",
+                chunk[int(failure["Id"])]["MessageId"],
+                failure.get("Message", failure["Code"]),
+            )
+    return changed
+
+
+class WorkerContext:
+    """The parts of a Lambda context the handler reads, for one batch.
+
+    The remaining time runs out with the batch's visibility timeout. Once the worker is
+    stopping it is 0, so the handler starts no further record: each is reported failed
+    (Redeliver, nothing claimed) and the worker hands it straight back.
+    """
+
+    function_name = "sqs-tasks-worker"
+    function_version = "$LATEST"
+    memory_limit_in_mb = 0
+    invoked_function_arn = "arn:aws:lambda:local:000000000000:function:sqs-tasks-worker"
+
+    def __init__(self, worker_id: str, deadline: float, stopping: threading.Event) -> None:
+        self.aws_request_id = worker_id
+        self._deadline = deadline  # time.monotonic() at which the batch's visibility ends
+        self._stopping = stopping
+        # Whether a record was refused because the worker is stopping.
+        self.stopped = False
+
+    def get_remaining_time_in_millis(self) -> int:
+        """What is left of the batch's visibility timeout; 0 once the worker is stopping."""
+        if self._stopping.is_set():
+            self.stopped = True
+            return 0
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+@dataclass
+class WorkerStats:
+    """What a worker did, in messages."""
+
+    received: int = 0
+    batches: int = 0
+    deleted: int = 0  # succeeded (or dropped as duplicates): deleted from the queue
+    backed_off: int = 0  # reported failed: hidden for a backoff, delivered again later
+    released: int = 0  # received but not started when the worker stopped: visible again now
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, **counts: int) -> None:
+        """Add to the counters, from any thread."""
+        with self._lock:
+            for name, value in counts.items():
+                setattr(self, name, getattr(self, name) + value)
+
+    def summary(self) -> str:
+        """One line for people."""
+        batches = "1 batch" if self.batches == 1 else f"{self.batches} batches"
+        return (
+            f"{self.received} messages received in {batches}: "
+            f"{self.deleted} done, {self.backed_off} failed (backed off), "
+            f"{self.released} handed back unstarted"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRunner:
+    """Runs a worker's batches through the handler and settles their messages on SQS."""
+
+    worker_name: str
+    handler: Handler
+    region: str
+    stopping: threading.Event
+    stats: WorkerStats
+    backoff_base: int = BACKOFF_BASE
+    backoff_max: int = BACKOFF_MAX
+
+    def run(
+        self, sqs: Any, queue_name: str, url: str, messages: list[Message], deadline: float
+    ) -> None:
+        """Hand messages to the handler, then delete, back off or hand back each one."""
+        worker_id = f"{self.worker_name}-{uuid.uuid4().hex[:12]}"
+        context = WorkerContext(worker_id, deadline, self.stopping)
+        self.stats.add(batches=1)
+        try:
+            response = self.handler(lambda_event(messages, url, self.region), context)
+            failed_ids = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
+        except (Exception, KeyboardInterrupt):
+            logger.exception("Worker %s: the handler raised; the whole batch failed", worker_id)
+            failed_ids = {m["MessageId"] for m in messages}
+        done = [m for m in messages if m["MessageId"] not in failed_ids]
+        failed = [m for m in messages if m["MessageId"] in failed_ids]
+        self.stats.add(deleted=delete_messages(sqs, url, done))
+        if failed and context.stopped:
+            # Records refused because the worker is stopping were never started.
+            self.stats.add(released=change_visibility(sqs, url, failed, lambda m: 0))
+        elif failed:
+            changed = change_visibility(sqs, url, failed, self._backoff)
+            self.stats.add(backed_off=changed)
+        logger.info(
+            "Worker %s: %s messages from %s, %s done, %s failed%s",
+            worker_id,
+            len(messages),
+            queue_name,
+            len(done),
+            len(failed),
+            " (handed back: stopping)" if failed and context.stopped else "",
+        )
+
+    def _backoff(self, message: Message) -> int:
+        receives = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
+        return backoff_seconds(receives, base=self.backoff_base, cap=self.backoff_max)
