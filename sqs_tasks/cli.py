@@ -121,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "on it as Lambda would",
         description=local.__doc__,
     )
-    from .local.run import add_arguments  # Imports neither Django nor boto3.
+    from .local.options import add_arguments  # Imports neither Django nor boto3.
 
     add_arguments(local_parser)
     local_parser.set_defaults(run=local)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from sqs_tasks.local.stack import SamTools, ToolsMissing
+from sqs_tasks.local.tools import SamTools, ToolsMissing
 
 REPO = Path(__file__).resolve().parents[1]
 # The console script of the venv running the tests (.venv, or .venv-django60 in bin/test).
@@ -138,7 +138,8 @@ def test_a_missing_template_is_an_error() -> None:
 def test_a_result_in_the_wrong_state_is_a_wrong_row_and_a_problem() -> None:
     from types import SimpleNamespace
 
-    from sqs_tasks.local.run import Expected, Tracker, mix_table, returns
+    from sqs_tasks.local.expectations import Expected, Tracker, returns
+    from sqs_tasks.local.report import mix_table
 
     def result(result_id: str, status: str, value: object) -> SimpleNamespace:
         task = SimpleNamespace(name="add", queue_name="default", priority=0, run_after=None)

@@ -15,8 +15,8 @@ from typing import Any
 import boto3
 import pytest
 
-from sqs_tasks.local.mapping import (
-    EventSourceMapping,
+from sqs_tasks.local.mapping import EventSourceMapping
+from sqs_tasks.local.mapping_config import (
     FunctionConfig,
     LambdaContext,
     MappingConfig,

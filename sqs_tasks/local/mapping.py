@@ -20,157 +20,26 @@ then treated as failed, as Lambda would (the messages come back after the visibi
 
 from __future__ import annotations
 
-import importlib
-import json
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..events import lambda_event
+from .mapping_config import Handler, LambdaContext, MappingConfig
 
 logger = logging.getLogger("sqs_tasks.local.mapping")
 
 Message = dict[str, Any]  # as ReceiveMessage returns it
-Handler = Callable[[dict[str, Any], Any], Any]
 # (mapping, message, outcome): outcome is "deleted" or "failed".
-Listener = Callable[["MappingConfig", Message, str], None]
+Listener = Callable[[MappingConfig, Message, str], None]
 
 # SQS's largest receive and longest long poll.
 MAX_RECEIVE = 10
 MAX_WAIT_TIME = 20
-
-
-@dataclass(frozen=True)
-class FunctionConfig:
-    """What an invocation needs of a deployed function."""
-
-    name: str
-    arn: str
-    handler: str  # "module.attribute", as in the function's Handler setting
-    timeout: int  # seconds
-    memory_size: int
-
-    @classmethod
-    def from_configuration(cls, configuration: dict[str, Any]) -> FunctionConfig:
-        """From lambda:GetFunctionConfiguration."""
-        return cls(
-            name=configuration["FunctionName"],
-            arn=configuration["FunctionArn"],
-            handler=configuration["Handler"],
-            timeout=int(configuration.get("Timeout", 3)),
-            memory_size=int(configuration.get("MemorySize", 128)),
-        )
-
-    def load_handler(self) -> Handler:
-        """Import the function's handler (Django must be set up first for ours)."""
-        module, _, attribute = self.handler.rpartition(".")
-        handler: Handler = getattr(importlib.import_module(module), attribute)
-        return handler
-
-
-@dataclass(frozen=True)
-class MappingConfig:
-    """A deployed event source mapping and what its queue says about redelivery."""
-
-    uuid: str
-    function: FunctionConfig
-    queue_url: str
-    queue_arn: str
-    region: str
-    batch_size: int
-    batching_window: int  # seconds
-    report_batch_item_failures: bool
-    maximum_concurrency: int
-    visibility_timeout: int  # the queue's
-    max_receive_count: int | None  # the queue's redrive policy
-    dead_letter_arn: str | None
-
-    @property
-    def queue_name(self) -> str:
-        """The SQS queue's name."""
-        return self.queue_arn.rsplit(":", 1)[1]
-
-    def describe(self) -> str:
-        """One line for people."""
-        redrive = (
-            f"to {self.dead_letter_arn.rsplit(':', 1)[1]} after {self.max_receive_count} receives"
-            if self.dead_letter_arn
-            else "none"
-        )
-        return (
-            f"{self.queue_name} -> {self.function.name}: batch {self.batch_size}, "
-            f"window {self.batching_window} s, concurrency {self.maximum_concurrency}, "
-            f"visibility {self.visibility_timeout} s, redrive {redrive}"
-            + ("" if self.report_batch_item_failures else ", no partial batch responses")
-        )
-
-
-def read_mappings(
-    lambda_client: Any, sqs_client: Any, function: dict[str, Any]
-) -> list[MappingConfig]:
-    """The SQS event source mappings of a deployed function (its GetFunctionConfiguration)."""
-    config = FunctionConfig.from_configuration(function)
-    found = []
-    paginator = lambda_client.get_paginator("list_event_source_mappings")
-    for page in paginator.paginate(FunctionName=config.name):
-        for mapping in page["EventSourceMappings"]:
-            arn = mapping["EventSourceArn"]
-            if not arn.startswith("arn:aws") or ":sqs:" not in arn:
-                continue
-            _, _, _, region, account, name = arn.split(":", 5)
-            url = sqs_client.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)[
-                "QueueUrl"
-            ]
-            attributes = sqs_client.get_queue_attributes(
-                QueueUrl=url, AttributeNames=["VisibilityTimeout", "RedrivePolicy"]
-            )["Attributes"]
-            redrive = json.loads(attributes.get("RedrivePolicy", "null") or "null") or {}
-            scaling = mapping.get("ScalingConfig") or {}
-            found.append(
-                MappingConfig(
-                    uuid=mapping["UUID"],
-                    function=config,
-                    queue_url=url,
-                    queue_arn=arn,
-                    region=region,
-                    batch_size=int(mapping.get("BatchSize", 10)),
-                    batching_window=int(mapping.get("MaximumBatchingWindowInSeconds", 0)),
-                    report_batch_item_failures="ReportBatchItemFailures"
-                    in mapping.get("FunctionResponseTypes", []),
-                    # Without a ScalingConfig, Lambda scales to 1,250 concurrent invocations.
-                    maximum_concurrency=int(scaling.get("MaximumConcurrency", 1250)),
-                    visibility_timeout=int(attributes.get("VisibilityTimeout", 30)),
-                    max_receive_count=(
-                        int(redrive["maxReceiveCount"]) if "maxReceiveCount" in redrive else None
-                    ),
-                    dead_letter_arn=redrive.get("deadLetterTargetArn"),
-                )
-            )
-    return found
-
-
-class LambdaContext:
-    """The Lambda context object of one emulated invocation."""
-
-    function_version = "$LATEST"
-
-    def __init__(self, function: FunctionConfig) -> None:
-        self.aws_request_id = str(uuid.uuid4())
-        self.function_name = function.name
-        self.invoked_function_arn = function.arn
-        self.memory_limit_in_mb = function.memory_size
-        self.log_group_name = f"/aws/lambda/{function.name}"
-        self.log_stream_name = f"local/{self.aws_request_id}"
-        self._deadline = time.monotonic() + function.timeout
-
-    def get_remaining_time_in_millis(self) -> int:
-        """Milliseconds left before the function's timeout."""
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
 @dataclass

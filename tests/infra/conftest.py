@@ -22,10 +22,11 @@ from typing import Any
 import pytest
 import yaml
 
-from sqs_tasks.local import stack
+from sqs_tasks.local.build import build
+from sqs_tasks.local.stack import deploy
+from sqs_tasks.local.tools import REGION, DeployError, SamTools, ToolsMissing
 
 REPO = Path(__file__).resolve().parents[2]
-REGION = stack.REGION
 
 # What the deployment test gives the stack: non-default values, to see them arrive.
 QUEUE_NAMES = ["default", "emails"]
@@ -96,11 +97,11 @@ def table_template() -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------- tools
-def sam_tools() -> stack.SamTools:
+def sam_tools() -> SamTools:
     """The sam CLI and aws-sam-translator, or skip with how to get them."""
     try:
-        return stack.SamTools.find(REPO)
-    except stack.ToolsMissing as e:
+        return SamTools.find(REPO)
+    except ToolsMissing as e:
         pytest.skip(str(e))
 
 
@@ -110,8 +111,8 @@ def sam_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tools = sam_tools()
     build_dir = tmp_path_factory.mktemp("sam") / "build"
     try:
-        return stack.build(REPO / "template.yaml", build_dir, tools, reuse=False)
-    except stack.DeployError as e:
+        return build(REPO / "template.yaml", build_dir, tools, reuse=False)
+    except DeployError as e:
         pytest.fail(str(e))
 
 
@@ -169,7 +170,7 @@ def deployment(sam_build: Path, moto: Moto, tmp_path_factory: pytest.TempPathFac
         "DjangoSecretKey": secrets.token_urlsafe(50),
     }
     try:
-        deployed = stack.deploy(
+        deployed = deploy(
             REPO / "template.yaml",
             moto.url,
             parameters,
@@ -178,7 +179,7 @@ def deployment(sam_build: Path, moto: Moto, tmp_path_factory: pytest.TempPathFac
             built_template=sam_build,
             tools=sam_tools(),
         )
-    except stack.DeployError as e:
+    except DeployError as e:
         pytest.fail(str(e))
     # moto skips these types (asserted on the templates in test_template instead).
     assert set(deployed.skipped) <= {

@@ -1,0 +1,115 @@
+"""Step 1 of the deploy pipeline: `sam build`, reused while no file of the project changed."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from .tools import REGION, Log, SamTools, run_tool, since
+
+# Files in the build directory that say what it was built from.
+FINGERPRINT_FILE = ".sqs-tasks-fingerprint"
+
+
+def project_files(project: Path) -> list[Path]:
+    """The project's files as git sees them (tracked or not ignored), else every file."""
+    try:
+        listed = subprocess.run(
+            ["git", "-C", str(project), "ls-files", "-z", "-co", "--exclude-standard"],
+            capture_output=True,
+            check=True,
+            timeout=60,
+        ).stdout.decode()
+        names = sorted({n for n in listed.split("\0") if n})
+    except (OSError, subprocess.SubprocessError):
+        names = sorted(
+            str(p.relative_to(project))
+            for p in project.rglob("*")
+            if p.is_file()
+            and not any(
+                part.startswith(".") or part == "__pycache__"
+                for part in p.relative_to(project).parts
+            )
+        )
+    return [project / n for n in names if (project / n).is_file()]
+
+
+def fingerprint(template: Path, tools: SamTools) -> str:
+    """A digest of what `sam build` reads: the project's files and the tool versions."""
+    digest = hashlib.sha256()
+    digest.update(f"{template.name}\0{tools.version()}\0".encode())
+    project = template.parent
+    for path in project_files(project):
+        digest.update(str(path.relative_to(project)).encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+@contextmanager
+def _locked(lock_file: Path) -> Iterator[None]:
+    """One builder at a time per build directory (another run may be building it)."""
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with lock_file.open("a") as handle:
+        try:
+            import fcntl
+        except ImportError:  # Not POSIX: no concurrent runs to guard against.
+            yield
+            return
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def build(
+    template: Path,
+    build_dir: Path,
+    tools: SamTools,
+    *,
+    region: str = REGION,
+    reuse: bool = True,
+    log: Log | None = None,
+) -> Path:
+    """`sam build` of template into build_dir; returns the built template.
+
+    With reuse, a build made from the same project files and tools is kept as it is.
+    """
+    say = log or (lambda _: None)
+    template, build_dir = template.resolve(), build_dir.resolve()
+    with _locked(build_dir.with_name(build_dir.name + ".lock")):
+        wanted = fingerprint(template, tools) if reuse else ""
+        stamp = build_dir / FINGERPRINT_FILE
+        built = build_dir / "template.yaml"
+        if reuse and built.exists() and stamp.exists() and stamp.read_text() == wanted:
+            say(f"sam build: reused {build_dir} (no project file changed)")
+            return built
+        started = time.monotonic()
+        scratch = build_dir.with_name(f"{build_dir.name}.tmp-{os.getpid()}")
+        shutil.rmtree(scratch, ignore_errors=True)
+        run_tool(
+            [
+                tools.sam,
+                "build",
+                "--template-file",
+                template,
+                "--build-dir",
+                scratch,
+                "--parallel",
+            ],
+            cwd=template.parent,
+            env=tools.env(region),
+            what="sam build",
+        )
+        shutil.rmtree(build_dir, ignore_errors=True)
+        scratch.rename(build_dir)
+        if reuse:
+            stamp.write_text(wanted)
+        say(f"sam build: built {build_dir} in {since(started)}")
+        return built

@@ -1,0 +1,122 @@
+"""The options of `sqs-tasks local`, checked, and the stack parameters they make.
+
+Imports neither Django nor boto3: the `sqs-tasks` parser is built from it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+# What the local stack is deployed with; the template's defaults for everything else.
+LOCAL_PARAMETERS = {
+    "Prefix": "local",
+    "QueueNames": "default,emails",
+    # moto's own mappings would consume the queues without running any code: the mappings
+    # are emulated here instead, from their deployed configuration.
+    "EnableEventSourceMappings": "false",
+}
+# With --dead-letter and no --visibility-timeout, a refused message comes back after the
+# longest batching window plus this (a batch is gathered, then run, in that time).
+VISIBILITY_MARGIN = 2
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `sqs-tasks local`."""
+    parser.add_argument(
+        "--tasks",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also enqueue N no-op tasks across the queues (in bulk), with a progress bar "
+        "and throughput figures",
+    )
+    parser.add_argument(
+        "--dead-letter",
+        action="store_true",
+        help="also send a forged message: refused on every receive, moved to the dead-letter "
+        "queue after maxReceiveCount receives, settled by the dead-letter function; unless "
+        "--visibility-timeout is given, receives then hide messages for the longest batching "
+        f"window + {VISIBILITY_MARGIN} s only, so this takes seconds",
+    )
+    parser.add_argument(
+        "--visibility-timeout",
+        type=int,
+        metavar="S",
+        help="receive with this visibility timeout instead of the queues' own (Lambda never "
+        "does; locally it makes redeliveries take seconds instead of minutes)",
+    )
+    parser.add_argument(
+        "--parameter",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a stack parameter (repeatable), e.g. MaximumBatchingWindow=1, BatchSize=5, "
+        "MaxReceiveCount=2; the template's defaults otherwise, except "
+        + ", ".join(f"{k}={v}" for k, v in LOCAL_PARAMETERS.items()),
+    )
+    parser.add_argument(
+        "--template", type=Path, default=Path("template.yaml"), help="the SAM template"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        metavar="S",
+        help="give up when the tasks have not all finished after this many seconds "
+        "(default: 120 + N/10)",
+    )
+    parser.add_argument(
+        "--rebuild", action="store_true", help="run `sam build` even when no file changed"
+    )
+    parser.add_argument(
+        "--keep-running",
+        action="store_true",
+        help="after the run, keep the stack and the workers up until Ctrl-C, and print the "
+        "environment that points a Django project at them",
+    )
+
+
+@dataclass
+class Options:
+    """The command line, checked."""
+
+    template: Path
+    parameters: dict[str, str]
+    tasks: int
+    dead_letter: bool
+    visibility_timeout: int | None
+    timeout: float
+    rebuild: bool
+    keep_running: bool
+
+    @classmethod
+    def parse(cls, args: argparse.Namespace) -> Options:
+        """From argparse; ValueError says what is wrong."""
+        if args.tasks < 0:
+            raise ValueError("--tasks must be 0 or more")
+        if args.visibility_timeout is not None and not 0 <= args.visibility_timeout <= 43_200:
+            raise ValueError("--visibility-timeout must be 0 to 43200 seconds")
+        return cls(
+            template=args.template.resolve(),
+            parameters=stack_parameters(args.parameter),
+            tasks=args.tasks,
+            dead_letter=args.dead_letter,
+            visibility_timeout=args.visibility_timeout,
+            timeout=args.timeout if args.timeout is not None else 120 + args.tasks / 10,
+            rebuild=args.rebuild,
+            keep_running=args.keep_running,
+        )
+
+
+def stack_parameters(pairs: Sequence[str]) -> dict[str, str]:
+    """The local defaults, a fresh DjangoSecretKey, then each KEY=VALUE of --parameter."""
+    parameters = {**LOCAL_PARAMETERS, "DjangoSecretKey": secrets.token_urlsafe(50)}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--parameter wants KEY=VALUE, not {pair!r}")
+        parameters[key] = value
+    return parameters
