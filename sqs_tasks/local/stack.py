@@ -42,6 +42,11 @@ class Deployment:
     # What moto's CloudFormation did not create (resource types it does not emulate).
     skipped: list[str] = field(default_factory=list)
 
+    @property
+    def prefix(self) -> str:
+        """The stack's Prefix parameter: the start of every resource name."""
+        return self.parameters["Prefix"]
+
     def client(self, service: str) -> Any:
         """A boto3 client of the moto server, with fake credentials."""
         import boto3

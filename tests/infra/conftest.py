@@ -15,7 +15,6 @@ from __future__ import annotations
 import secrets
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +22,8 @@ import pytest
 import yaml
 
 from sqs_tasks.local.build import build
-from sqs_tasks.local.stack import deploy
-from sqs_tasks.local.tools import REGION, DeployError, SamTools, ToolsMissing
+from sqs_tasks.local.stack import Deployment, deploy
+from sqs_tasks.local.tools import DeployError, SamTools, ToolsMissing
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -117,51 +116,23 @@ def sam_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 # ----------------------------------------------------------------- moto
-@dataclass
-class Moto:
-    """A moto server on 127.0.0.1; `url` says localhost (moto reads 127.0.0.1 as an S3 bucket)."""
-
-    url: str
-
-    def client(self, service: str) -> Any:
-        import boto3
-
-        return boto3.session.Session(
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-            aws_session_token="testing",
-            region_name=REGION,
-        ).client(service, endpoint_url=self.url)
-
-
 @pytest.fixture(scope="session")
-def moto() -> Iterator[Moto]:
+def moto() -> Iterator[str]:
     from moto.server import ThreadedMotoServer
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     _, port = server.get_host_and_port()
     try:
-        yield Moto(url=f"http://localhost:{port}")
+        # localhost, not 127.0.0.1: moto would read the address as an S3 bucket name.
+        yield f"http://localhost:{port}"
     finally:
         server.stop()
 
 
 # ----------------------------------------------------------------- the deployed stack
-@dataclass
-class Deployment:
-    """The stack as created in moto, and the template CloudFormation was given."""
-
-    moto: Moto
-    stack_name: str
-    prefix: str
-    parameters: dict[str, str]
-    template: dict[str, Any]  # after the SAM transform
-    outputs: dict[str, str] = field(default_factory=dict)
-
-
 @pytest.fixture(scope="session")
-def deployment(sam_build: Path, moto: Moto, tmp_path_factory: pytest.TempPathFactory) -> Deployment:
+def deployment(sam_build: Path, moto: str, tmp_path_factory: pytest.TempPathFactory) -> Deployment:
     # moto never rolls a failed create back: unique names per run.
     prefix = f"it-{uuid.uuid4().hex[:8]}"
     parameters = {
@@ -172,7 +143,7 @@ def deployment(sam_build: Path, moto: Moto, tmp_path_factory: pytest.TempPathFac
     try:
         deployed = deploy(
             REPO / "template.yaml",
-            moto.url,
+            moto,
             parameters,
             tmp_path_factory.mktemp("deploy"),
             stack_name=f"{prefix}-stack",
@@ -187,14 +158,7 @@ def deployment(sam_build: Path, moto: Moto, tmp_path_factory: pytest.TempPathFac
         "AWS::CloudWatch::Alarm",
         "AWS::Scheduler::ScheduleGroup",
     }, deployed.skipped
-    return Deployment(
-        moto=moto,
-        stack_name=deployed.stack_name,
-        prefix=prefix,
-        parameters=deployed.parameters,
-        template=deployed.template,
-        outputs=deployed.outputs,
-    )
+    return deployed
 
 
 @pytest.fixture(scope="session")

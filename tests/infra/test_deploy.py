@@ -18,7 +18,8 @@ from urllib.parse import urlparse
 
 import pytest
 
-from tests.infra.conftest import FUNCTION_TIMEOUT, QUEUE_NAMES, Deployment
+from sqs_tasks.local.stack import Deployment
+from tests.infra.conftest import FUNCTION_TIMEOUT, QUEUE_NAMES
 
 ACCOUNT = "123456789012"
 
@@ -28,7 +29,7 @@ def arn(deployment: Deployment, service: str, resource: str) -> str:
 
 
 def queue_attributes(deployment: Deployment, name: str) -> dict[str, str]:
-    sqs = deployment.moto.client("sqs")
+    sqs = deployment.client("sqs")
     url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
     attributes: dict[str, str] = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])[
         "Attributes"
@@ -38,7 +39,7 @@ def queue_attributes(deployment: Deployment, name: str) -> dict[str, str]:
 
 def function(deployment: Deployment, output: str) -> dict[str, Any]:
     name = deployment.outputs[output]
-    configuration: dict[str, Any] = deployment.moto.client("lambda").get_function_configuration(
+    configuration: dict[str, Any] = deployment.client("lambda").get_function_configuration(
         FunctionName=name
     )
     return configuration
@@ -59,7 +60,7 @@ def policy_document(document: str | dict[str, Any]) -> dict[str, Any]:
 
 
 def role_statements(deployment: Deployment, role_arn: str) -> dict[str, list[dict[str, Any]]]:
-    iam = deployment.moto.client("iam")
+    iam = deployment.client("iam")
     role = role_arn.rsplit("/", 1)[1]
     found = {}
     for policy in iam.list_role_policies(RoleName=role)["PolicyNames"]:
@@ -75,7 +76,7 @@ def as_list(value: str | list[str]) -> list[str]:
 # ----------------------------------------------------------------- outputs
 def test_outputs_describe_the_stack(deployment: Deployment) -> None:
     outputs, prefix = deployment.outputs, deployment.prefix
-    sqs = deployment.moto.client("sqs")
+    sqs = deployment.client("sqs")
 
     assert outputs["QueuePrefix"] == f"{prefix}-"
     assert outputs["QueueNames"] == ",".join(QUEUE_NAMES)
@@ -119,7 +120,7 @@ def test_each_queue_is_encrypted_and_redrives_to_its_dead_letter_queue(
 
 
 def test_no_queue_is_made_for_unused_slots(deployment: Deployment) -> None:
-    sqs = deployment.moto.client("sqs")
+    sqs = deployment.client("sqs")
     names = {
         url.rsplit("/", 1)[1]
         for url in sqs.list_queues(QueueNamePrefix=deployment.prefix).get("QueueUrls", [])
@@ -131,7 +132,7 @@ def test_no_queue_is_made_for_unused_slots(deployment: Deployment) -> None:
 
 
 def test_results_table_has_the_core_schema(deployment: Deployment) -> None:
-    table = deployment.moto.client("dynamodb").describe_table(
+    table = deployment.client("dynamodb").describe_table(
         TableName=deployment.outputs["ResultsTableName"]
     )["Table"]
 
@@ -176,7 +177,7 @@ def test_functions_are_configured_for_the_core(deployment: Deployment) -> None:
 def test_event_source_mappings_are_deployed_disabled_with_partial_batch_responses(
     deployment: Deployment,
 ) -> None:
-    client = deployment.moto.client("lambda")
+    client = deployment.client("lambda")
     prefix, parameters = deployment.prefix, deployment.parameters
     expected = {
         "WorkerFunctionName": {arn(deployment, "sqs", f"{prefix}-{n}") for n in QUEUE_NAMES},
@@ -271,7 +272,7 @@ def test_dead_letter_role_reaches_the_dead_letter_queues_and_updates_results(
 
 
 def test_producer_policy_is_scoped_to_the_task_queues_and_table(deployment: Deployment) -> None:
-    iam = deployment.moto.client("iam")
+    iam = deployment.client("iam")
     policy_arn = deployment.outputs["ProducerPolicyArn"]
     version = iam.get_policy(PolicyArn=policy_arn)["Policy"]["DefaultVersionId"]
     document = policy_document(
@@ -313,7 +314,7 @@ def lambda_environment(
     monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.setenv("AWS_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ENDPOINT_URL", deployment.moto.url)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", deployment.endpoint_url)
     # example/settings.py's TASKS, evaluated in this environment: no OPTIONS at all, the
     # backend reads SQS_TASKS_TABLE / SQS_TASKS_QUEUE_PREFIX / SQS_TASKS_RESULT_TTL itself.
     tasks = {
@@ -337,8 +338,10 @@ def test_tasks_run_through_the_deployed_queues_and_table(
     added = tasks.add.enqueue(2, 3)
     emailed = tasks.add.using(queue_name="emails").enqueue(20, 22)
     failed = tasks.fail.enqueue("boom")
-    sqs = deployment.moto.client("sqs")
-    emails_url = sqs.get_queue_url(QueueName=f"{deployment.prefix}-emails")["QueueUrl"]
+    sqs = deployment.client("sqs")
+    emails_url = sqs.get_queue_url(QueueName=f"{deployment.parameters['Prefix']}-emails")[
+        "QueueUrl"
+    ]
     waiting = sqs.get_queue_attributes(
         QueueUrl=emails_url, AttributeNames=["ApproximateNumberOfMessages"]
     )["Attributes"]["ApproximateNumberOfMessages"]
@@ -356,7 +359,7 @@ def test_tasks_run_through_the_deployed_queues_and_table(
     assert failed.errors[0].exception_class is ValueError
 
     # The results live in the deployed table, the failure in its sparse "failures" index.
-    dynamodb = deployment.moto.client("dynamodb")
+    dynamodb = deployment.client("dynamodb")
     table = lambda_environment["SQS_TASKS_TABLE"]
     item = dynamodb.get_item(TableName=table, Key={"id": {"S": added.id}})["Item"]
     assert item["status"]["S"] == "SUCCESSFUL"
@@ -385,9 +388,11 @@ def test_dead_lettered_task_is_marked_failed_by_the_dead_letter_handler(
     from sqs_tasks.testing import DrainContext, lambda_record
 
     result = tasks.add.enqueue(1, 2)
-    sqs = deployment.moto.client("sqs")
-    url = sqs.get_queue_url(QueueName=f"{deployment.prefix}-default")["QueueUrl"]
-    dlq_url = sqs.get_queue_url(QueueName=f"{deployment.prefix}-default-dlq")["QueueUrl"]
+    sqs = deployment.client("sqs")
+    url = sqs.get_queue_url(QueueName=f"{deployment.parameters['Prefix']}-default")["QueueUrl"]
+    dlq_url = sqs.get_queue_url(QueueName=f"{deployment.parameters['Prefix']}-default-dlq")[
+        "QueueUrl"
+    ]
     # Workers that die mid-task: every receive ends with the message visible again, until
     # the deployed redrive policy (maxReceiveCount) moves it to the dead-letter queue.
     for _ in range(int(deployment.parameters["MaxReceiveCount"])):
