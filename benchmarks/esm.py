@@ -13,26 +13,10 @@ import json
 import os
 import sys
 import time
-import uuid
 from collections import Counter
 from typing import Any
 
 IDLE_SECONDS = 5.0
-
-
-class Context:
-    """The parts of a Lambda context the handler reads."""
-
-    function_name = "sqs-tasks-benchmark"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:sqs-tasks-benchmark"
-
-    def __init__(self) -> None:
-        self.aws_request_id = str(uuid.uuid4())
-
-    def get_remaining_time_in_millis(self) -> int:
-        """A whole function timeout left, as at the start of an invocation."""
-        return 60_000
 
 
 def peak_rss_kb() -> int:
@@ -58,6 +42,7 @@ def main(batch_size: int, expected: int) -> dict[str, Any]:
 
     from lambda_handler.handler import handler
     from sqs_tasks.events import lambda_event
+    from sqs_tasks.testing import DrainContext
 
     backend: Any = task_backends["default"]
     ours: Counter[str] = Counter()
@@ -91,7 +76,7 @@ def main(batch_size: int, expected: int) -> dict[str, Any]:
                 break
             continue
         began = time.perf_counter()
-        response = handler(lambda_event(messages, url, region), Context())
+        response = handler(lambda_event(messages, url, region), DrainContext())
         in_handler += time.perf_counter() - began
         invocations += 1
         failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}

@@ -180,8 +180,8 @@ def enqueue_bulk(n: int, rounds: int) -> dict[str, Any]:
 
 def handler_overhead(n: int) -> dict[str, Any]:
     """The handler's time per task against the two UpdateItem calls it must make, made raw."""
-    from benchmarks.esm import Context
     from lambda_handler.handler import handler
+    from sqs_tasks.testing import DrainContext
 
     url = fresh_queue("handler")
     b = backend()
@@ -199,7 +199,7 @@ def handler_overhead(n: int) -> dict[str, Any]:
                 break
             event = lambda_event(messages, url, esm.meta.region_name)
             start = time.perf_counter()
-            handler(event, Context())
+            handler(event, DrainContext())
             ours.append(time.perf_counter() - start)
             esm.delete_message_batch(
                 QueueUrl=url,
