@@ -77,35 +77,28 @@ class ResultStore:
 
     def claim(self, result_id: str, worker_id: str, now: datetime, lease_until: datetime) -> Claim:
         """Take a due result for one attempt; returns the new item or the one that refused."""
-        try:
-            response = self._client().update_item(
-                TableName=self.table_name,
-                Key={"id": {"S": result_id}},
-                UpdateExpression=(
-                    "SET #status = :running, attempts = attempts + :one,"
-                    " worker_ids = list_append(worker_ids, :worker),"
-                    " started_at = if_not_exists(started_at, :now),"
-                    " last_attempted_at = :now, lease_until = :lease"
-                ),
-                ConditionExpression=COND_CLAIMABLE,
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={
-                    ":ready": {"S": READY},
-                    ":running": {"S": RUNNING},
-                    ":now": {"S": timestamp(now)},
-                    ":lease": {"S": timestamp(lease_until)},
-                    ":one": {"N": "1"},
-                    ":worker": {"L": [{"S": worker_id}]},
-                },
-                ReturnValues="ALL_NEW",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        except ClientError as e:
-            if _conditional_failure(e):
-                old: Item | None = e.response.get("Item")  # type: ignore[assignment]
-                return Claim(claimed=False, item=old)
-            raise
-        return Claim(claimed=True, item=response["Attributes"])
+        claimed, response = self._update(
+            Key={"id": {"S": result_id}},
+            UpdateExpression=(
+                "SET #status = :running, attempts = attempts + :one,"
+                " worker_ids = list_append(worker_ids, :worker),"
+                " started_at = if_not_exists(started_at, :now),"
+                " last_attempted_at = :now, lease_until = :lease"
+            ),
+            ConditionExpression=COND_CLAIMABLE,
+            ExpressionAttributeValues={
+                ":ready": {"S": READY},
+                ":running": {"S": RUNNING},
+                ":now": {"S": timestamp(now)},
+                ":lease": {"S": timestamp(lease_until)},
+                ":one": {"N": "1"},
+                ":worker": {"L": [{"S": worker_id}]},
+            },
+            ReturnValues="ALL_NEW",
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        )
+        # Refused: the item as it stood (absent for an unknown id) says why.
+        return Claim(claimed=claimed, item=response.get("Attributes" if claimed else "Item"))
 
     def finish(
         self,
@@ -135,29 +128,22 @@ class ResultStore:
 
     def retry(self, item: Item, *, now: datetime, error: TaskError, run_after: datetime) -> bool:
         """Put a failed attempt back to READY until run_after; False if it lost its claim."""
-        try:
-            self._client().update_item(
-                TableName=self.table_name,
-                Key={"id": item["id"]},
-                UpdateExpression=(
-                    "SET #status = :ready, run_after = :run_after,"
-                    " errors = list_append(errors, :error) REMOVE lease_until"
-                ),
-                ConditionExpression=COND_OWNER,
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={
-                    ":ready": {"S": READY},
-                    ":running": {"S": RUNNING},
-                    ":attempt": item["attempts"],
-                    ":run_after": {"S": timestamp(run_after)},
-                    ":error": {"L": [error_value(error)]},
-                },
-            )
-        except ClientError as e:
-            if _conditional_failure(e):
-                return False
-            raise
-        return True
+        updated, _ = self._update(
+            Key={"id": item["id"]},
+            UpdateExpression=(
+                "SET #status = :ready, run_after = :run_after,"
+                " errors = list_append(errors, :error) REMOVE lease_until"
+            ),
+            ConditionExpression=COND_OWNER,
+            ExpressionAttributeValues={
+                ":ready": {"S": READY},
+                ":running": {"S": RUNNING},
+                ":attempt": item["attempts"],
+                ":run_after": {"S": timestamp(run_after)},
+                ":error": {"L": [error_value(error)]},
+            },
+        )
+        return updated
 
     def fail_abandoned(
         self, result_id: str, error: TaskError, *, queue_name: str, now: datetime
@@ -187,20 +173,27 @@ class ResultStore:
         if expires is not None:
             values[":exp"] = expires
             sets = [*sets, "expires_at = :exp"]
+        updated, _ = self._update(
+            Key={"id": {"S": result_id}},
+            UpdateExpression=f"SET {', '.join(sets)} REMOVE lease_until",
+            ConditionExpression=condition,
+            ExpressionAttributeValues=values,
+        )
+        return updated
+
+    def _update(self, **request: Any) -> tuple[bool, dict[str, Any]]:
+        """One conditional UpdateItem: (True, its response), or (False, the refusal's)."""
         try:
-            self._client().update_item(
+            response: dict[str, Any] = self._client().update_item(
                 TableName=self.table_name,
-                Key={"id": {"S": result_id}},
-                UpdateExpression=f"SET {', '.join(sets)} REMOVE lease_until",
-                ConditionExpression=condition,
                 ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues=values,
+                **request,
             )
         except ClientError as e:
             if _conditional_failure(e):
-                return False
+                return False, dict(e.response)
             raise
-        return True
+        return True, response
 
     def failures(self, queue_name: str, *, limit: int = 50) -> list[Item]:
         """The newest FAILED items of a queue, merged across the index's shards."""
