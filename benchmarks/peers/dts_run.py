@@ -19,16 +19,8 @@ django.setup()
 
 from django.tasks import default_task_backend  # noqa: E402
 
+from benchmarks.esm import peak_rss_kb  # noqa: E402
 from benchmarks.peers.dts_tasks import noop  # noqa: E402
-
-
-def peak_rss_kb() -> int:
-    """This process's peak RSS (VmHWM: ru_maxrss would count the parent's pages at fork)."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    return 0
 
 
 def produce(n: int) -> dict[str, Any]:
