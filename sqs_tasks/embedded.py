@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import atexit
-import functools
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+
+from .moto_fixes import faithful_moto
 
 # The table the SAM template provisions, for the embedded AWS only.
 TABLE_DEFINITION: dict[str, Any] = {
@@ -120,7 +121,7 @@ def aws_stack(*, server: bool = True, region: str = "us-east-1") -> Iterator[Sta
         os.environ.update(env)
         stack.callback(_restore_env, saved)
         endpoint_url = None
-        stack.enter_context(_faithful_moto())
+        stack.enter_context(faithful_moto())
         if server:
             endpoint_url = _shared_server()
             # moto's state lives in the process, not the server: forget it on the way out.
@@ -166,50 +167,3 @@ def _shared_server() -> str:
             host, port = server.get_host_and_port()
             _server_url.append(f"http://{host}:{port}")
         return _server_url[0]
-
-
-# moto checks a DynamoDB write's condition and applies it without a lock, so two concurrent
-# conditional writes to one item can both succeed, which DynamoDB never allows.
-_DYNAMODB_WRITES = ("put_item", "update_item", "delete_item", "transact_write_items")
-_write_lock = threading.RLock()
-
-
-def _atomic(write: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(write)
-    def locked(*args: Any, **kwargs: Any) -> Any:
-        with _write_lock:
-            return write(*args, **kwargs)
-
-    return locked
-
-
-def _retained(self: Any, queue_name: str, message: Any) -> bool:
-    # moto computes every queue attribute (three scans of the queue) for each message it
-    # returns, only to read MessageRetentionPeriod: same answer, one attribute read.
-    from moto.core.utils import unix_time
-
-    retention = int(self.get_queue(queue_name).message_retention_period)
-    return bool(retention + message.sent_timestamp / 1000 > unix_time())
-
-
-@contextmanager
-def _faithful_moto() -> Iterator[None]:
-    """moto as AWS behaves under concurrency, and fast with thousands of queued messages."""
-    from moto.dynamodb.models import DynamoDBBackend
-    from moto.sqs.models import SQSBackend
-
-    patches: list[tuple[Any, str, Any]] = [
-        (DynamoDBBackend, name, _atomic(getattr(DynamoDBBackend, name)))
-        for name in _DYNAMODB_WRITES
-        if hasattr(DynamoDBBackend, name)
-    ]
-    if hasattr(SQSBackend, "is_message_valid_based_on_retention_period"):
-        patches.append((SQSBackend, "is_message_valid_based_on_retention_period", _retained))
-    saved = [(owner, name, owner.__dict__[name]) for owner, name, _ in patches]
-    for owner, name, patched in patches:
-        setattr(owner, name, patched)
-    try:
-        yield
-    finally:
-        for owner, name, original in saved:
-            setattr(owner, name, original)

@@ -1,0 +1,88 @@
+"""moto as AWS behaves: atomic conditional writes, and no cost that grows with queue depth."""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+# moto checks a DynamoDB write's condition and applies it without a lock, so two concurrent
+# conditional writes to one item can both succeed, which DynamoDB never allows.
+_DYNAMODB_WRITES = ("put_item", "update_item", "delete_item", "transact_write_items")
+_write_lock = threading.RLock()
+
+# moto's Queue.attributes counts the queue's messages three ways (a scan of the queue each);
+# SendMessage reads it only for ContentBasedDeduplication, once per message sent.
+_QUEUE_COUNTS = (
+    "approximate_number_of_messages",
+    "approximate_number_of_messages_delayed",
+    "approximate_number_of_messages_not_visible",
+)
+_sending = threading.local()
+
+
+def _atomic(write: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(write)
+    def locked(*args: Any, **kwargs: Any) -> Any:
+        with _write_lock:
+            return write(*args, **kwargs)
+
+    return locked
+
+
+def _retained(self: Any, queue_name: str, message: Any) -> bool:
+    # moto computes every queue attribute for each message it returns, only to read
+    # MessageRetentionPeriod: same answer, one attribute read.
+    from moto.core.utils import unix_time
+
+    retention = int(self.get_queue(queue_name).message_retention_period)
+    return bool(retention + message.sent_timestamp / 1000 > unix_time())
+
+
+def _uncounted_send(send: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(send)
+    def sending(*args: Any, **kwargs: Any) -> Any:
+        outer = getattr(_sending, "active", False)
+        _sending.active = True
+        try:
+            return send(*args, **kwargs)
+        finally:
+            _sending.active = outer
+
+    return sending
+
+
+def _count_unless_sending(count: property) -> property:
+    def counted(self: Any) -> int:
+        return 0 if getattr(_sending, "active", False) else int(count.fget(self))  # type: ignore[misc]
+
+    return property(counted)
+
+
+@contextmanager
+def faithful_moto() -> Iterator[None]:
+    """moto as AWS behaves under concurrency, and fast with thousands of queued messages."""
+    from moto.dynamodb.models import DynamoDBBackend
+    from moto.sqs.models import Queue, SQSBackend
+
+    patches: list[tuple[Any, str, Any]] = [
+        (DynamoDBBackend, name, _atomic(getattr(DynamoDBBackend, name)))
+        for name in _DYNAMODB_WRITES
+        if hasattr(DynamoDBBackend, name)
+    ]
+    if hasattr(SQSBackend, "is_message_valid_based_on_retention_period"):
+        patches.append((SQSBackend, "is_message_valid_based_on_retention_period", _retained))
+    counts = [name for name in _QUEUE_COUNTS if isinstance(Queue.__dict__.get(name), property)]
+    if hasattr(SQSBackend, "send_message") and len(counts) == len(_QUEUE_COUNTS):
+        patches.append((SQSBackend, "send_message", _uncounted_send(SQSBackend.send_message)))
+        patches += [(Queue, name, _count_unless_sending(Queue.__dict__[name])) for name in counts]
+    saved = [(owner, name, owner.__dict__[name]) for owner, name, _ in patches]
+    for owner, name, patched in patches:
+        setattr(owner, name, patched)
+    try:
+        yield
+    finally:
+        for owner, name, original in saved:
+            setattr(owner, name, original)

@@ -1,0 +1,62 @@
+"""faithful_moto(): sends stop scanning the queue, yet every count a client asks for is exact."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+from moto.sqs.models import Queue, SQSBackend
+
+from sqs_tasks.moto_fixes import _QUEUE_COUNTS, faithful_moto
+
+
+def _originals() -> dict[str, Any]:
+    return {name: Queue.__dict__[name] for name in _QUEUE_COUNTS} | {
+        "send_message": SQSBackend.__dict__["send_message"]
+    }
+
+
+def test_sends_read_no_count_and_counts_asked_for_are_exact(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    counted: list[str] = []
+    original = Queue.__dict__["approximate_number_of_messages"]
+
+    def spy(self: Any) -> int:
+        counted.append(self.name)
+        return int(original.fget(self))
+
+    monkeypatch.setattr(Queue, "approximate_number_of_messages", property(spy))
+    with mock_aws(), faithful_moto():
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        url = sqs.create_queue(QueueName="depth")["QueueUrl"]
+        for n in range(3):
+            sqs.send_message(QueueUrl=url, MessageBody=str(n))
+        sqs.send_message_batch(
+            QueueUrl=url, Entries=[{"Id": str(n), "MessageBody": str(n)} for n in range(2)]
+        )
+        sent_counting = list(counted)
+        attributes = sqs.get_queue_attributes(
+            QueueUrl=url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesDelayed"],
+        )["Attributes"]
+        sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=2)
+        hidden = sqs.get_queue_attributes(
+            QueueUrl=url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"]
+        )["Attributes"]
+
+    assert sent_counting == []
+    assert attributes == {
+        "ApproximateNumberOfMessages": "5",
+        "ApproximateNumberOfMessagesDelayed": "0",
+    }
+    assert hidden == {"ApproximateNumberOfMessagesNotVisible": "2"}
+
+
+def test_moto_is_itself_again_on_exit() -> None:
+    before = _originals()
+    with faithful_moto():
+        assert _originals() != before
+    assert _originals() == before
