@@ -191,6 +191,16 @@ class SQSBackend(BaseTaskBackend):
             raise TaskResultDoesNotExist(result_id)
         return to_result(item)
 
+    def get_results(self, result_ids: Iterable[str]) -> list[TaskResult[..., Any]]:
+        """Read many results, in input order, with consistent reads of up to 100 a request."""
+        from .bulk import get_results
+
+        return get_results(self, result_ids)
+
+    async def aget_results(self, result_ids: Iterable[str]) -> list[TaskResult[..., Any]]:
+        """See get_results()."""
+        return await sync_to_async(self.get_results, thread_sensitive=True)(result_ids)
+
     def check(self, **kwargs: Any) -> list[checks.CheckMessage]:
         """Configuration problems that would make every enqueue fail."""
         errors: list[checks.CheckMessage] = []

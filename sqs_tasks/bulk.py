@@ -1,4 +1,4 @@
-"""Bulk enqueue: check every entry, then BatchWriteItem 25 and SendMessageBatch 10 at a time."""
+"""Bulk enqueue and read: BatchWriteItem 25, SendMessageBatch 10, BatchGetItem 100 at a time."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING, Any
 
 from django.tasks import Task, TaskResult
 from django.tasks.base import TaskError
-from django.tasks.exceptions import InvalidTask
+from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
 from django.tasks.signals import task_enqueued
 
 from .exceptions import BulkEnqueueError, EnqueueError
-from .items import Item, ready_result
+from .items import Item, ready_result, to_result
 from .message import MAX_DELAY_SECONDS, Envelope, delay_seconds
 
 if TYPE_CHECKING:
@@ -162,3 +162,20 @@ def _error(prepared: list[_Prepared], failures: dict[int, str]) -> BulkEnqueueEr
         results=[None if p.index in failures else p.result for p in prepared],
         failures=dict(sorted(failures.items())),
     )
+
+
+def get_results(backend: SQSBackend, result_ids: Iterable[str]) -> list[TaskResult[..., Any]]:
+    """Read results in input order; raise TaskResultDoesNotExist naming those that are absent."""
+    ids = list(result_ids)
+    for result_id in ids:
+        if not isinstance(result_id, str):
+            raise TypeError(f"Result ids must be strings, not {result_id!r}.")
+    items = backend.store.get_many(ids)
+    missing = [result_id for result_id in ids if result_id not in items]
+    if missing:
+        shown = ", ".join(missing[:LISTED_FAILURES])
+        more = ", ..." if len(missing) > LISTED_FAILURES else ""
+        raise TaskResultDoesNotExist(
+            f"{len(missing)} of {len(ids)} results do not exist: {shown}{more}"
+        )
+    return [to_result(items[result_id]) for result_id in ids]

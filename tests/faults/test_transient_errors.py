@@ -19,7 +19,7 @@ from botocore.retries.standard import ExponentialBackoff
 from django.tasks import Task, TaskResultStatus
 
 from sqs_tasks.exceptions import EnqueueError
-from sqs_tasks.store import COND_CLAIMABLE, COND_OWNER
+from sqs_tasks.store import COND_CLAIMABLE, COND_NEW, COND_OWNER
 from sqs_tasks.testing import QUEUE_ATTRIBUTES, Stack, drain
 from tests.faults import tasks
 from tests.faults.inject import FAULTS, Fault, Injection, response_lost
@@ -37,6 +37,10 @@ def _attempts(service: str) -> int:
     return total
 
 
+def _is_new(request: dict[str, Any]) -> bool:
+    return request.get("ConditionExpression") == COND_NEW
+
+
 def _is_claim(request: dict[str, Any]) -> bool:
     return request.get("ConditionExpression") == COND_CLAIMABLE
 
@@ -46,10 +50,10 @@ def _is_finish(request: dict[str, Any]) -> bool:
 
 
 # (service, operation, which requests): every AWS request a task makes on the happy path.
-ENQUEUE_CALLS = {"put-item": ("dynamodb", "PutItem", None), "send": ("sqs", "SendMessage", None)}
+ENQUEUE_CALLS = {"put-item": ("dynamodb", "PutItem", _is_new), "send": ("sqs", "SendMessage", None)}
 EXECUTION_CALLS = {
     "claim": ("dynamodb", "UpdateItem", _is_claim),
-    "finish": ("dynamodb", "UpdateItem", _is_finish),
+    "finish": ("dynamodb", "PutItem", _is_finish),
 }
 
 Inject = Callable[..., Injection]
@@ -162,7 +166,7 @@ def test_persistent_dynamodb_failure_at_enqueue_writes_and_sends_nothing(
     inject: Inject,
 ) -> None:
     """PutItem failing all 6 requests: enqueue raises; no item, no message."""
-    injection = inject("dynamodb", "PutItem", FAULTS["500"])
+    injection = inject("dynamodb", "PutItem", FAULTS["500"], when=_is_new)
 
     with pytest.raises(ClientError):
         tasks.tally.enqueue(1)
@@ -186,7 +190,7 @@ def test_persistent_dynamodb_failure_at_finish_is_redelivered_and_recorded_truth
     The body ran twice, because the first run's outcome could not be written anywhere.
     """
     result = task.enqueue(*args)
-    injection = inject("dynamodb", "UpdateItem", FAULTS["500"], when=_is_finish)
+    injection = inject("dynamodb", "PutItem", FAULTS["500"], when=_is_finish)
 
     assert drain() == 1
     result.refresh()
@@ -214,7 +218,7 @@ def test_persistent_dynamodb_failure_at_finish_is_redelivered_and_recorded_truth
 def test_put_item_whose_response_was_lost_still_enqueues_once(inject: Inject) -> None:
     """PutItem wrote the item but the response was lost; botocore's retry then met its own
     write (ConditionalCheckFailed): enqueue succeeds, 1 item, 1 message, ran once."""
-    injection = inject("dynamodb", "PutItem", response_lost, times=1)
+    injection = inject("dynamodb", "PutItem", response_lost, times=1, when=_is_new)
 
     result = tasks.tally.enqueue(21)
     (item,) = all_items()
@@ -273,7 +277,7 @@ def test_finish_whose_response_was_lost_keeps_the_recorded_outcome(inject: Injec
     """The finish went through but its response was lost; the retry met the finished
     result (ConditionalCheckFailed). The outcome stands, the message is deleted."""
     result = tasks.report_attempt.enqueue()
-    injection = inject("dynamodb", "UpdateItem", response_lost, times=1, when=_is_finish)
+    injection = inject("dynamodb", "PutItem", response_lost, times=1, when=_is_finish)
 
     assert drain() == 1
     result.refresh()

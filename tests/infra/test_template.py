@@ -309,6 +309,7 @@ def test_producer_policy_grants_enqueue_and_results_only(translated: dict[str, A
         "ReadAndWriteResults": {
             "dynamodb:PutItem",
             "dynamodb:GetItem",
+            "dynamodb:BatchGetItem",
             "dynamodb:UpdateItem",
             "dynamodb:BatchWriteItem",
             "dynamodb:Query",
