@@ -15,6 +15,8 @@ PRICES: dict[str, tuple[float, str]] = {
     "lambda_gb_second": (0.0000133334, "Lambda arm64, per GB-second"),
     "scheduler_invocation": (1.00 / 1e6, "EventBridge Scheduler, per invocation"),
 }
+# Holding finished results until their TTL: billed by the GB-month, not by the request.
+STORAGE = "DynamoDB storage (TTL)"
 
 
 def price(name: str) -> float:
@@ -55,10 +57,7 @@ class PerTask:
         return [
             ("DynamoDB writes", self.wru * price("dynamodb_wru") * million),
             ("DynamoDB reads", self.rru * price("dynamodb_rru") * million),
-            (
-                "DynamoDB storage (TTL)",
-                self.stored_gb_months * price("dynamodb_gb_month") * million,
-            ),
+            (STORAGE, self.stored_gb_months * price("dynamodb_gb_month") * million),
             ("SQS requests", self.sqs * price("sqs_request") * million),
             ("Lambda requests", self.lambda_requests * price("lambda_request") * million),
             ("Lambda duration", self.lambda_gb_seconds * price("lambda_gb_second") * million),
@@ -68,6 +67,10 @@ class PerTask:
     def total(self) -> float:
         """USD per million tasks."""
         return sum(usd for _, usd in self.lines())
+
+    def requests_and_compute(self) -> float:
+        """USD per million tasks in the issue's terms: requests, units and Lambda; no storage."""
+        return sum(usd for what, usd in self.lines() if what != STORAGE)
 
 
 def lambda_gb_seconds(

@@ -67,7 +67,7 @@ def measure(scheduler: bool) -> dict[str, Any]:
             sqs.meta.events.unregister("provide-client-params.sqs.DeleteMessageBatch", deleted)
     waiting = Counter(ours)
     waiting.subtract(enqueued)
-    waiting.subtract({"UpdateItem": 2})  # The claim and finish of the run itself.
+    waiting.subtract({"UpdateItem": 1, "PutItem": 1})  # The claim and finish of the run itself.
     esm.subtract({"ReceiveMessage": 1, "DeleteMessage": 1})  # The delivery that ran it.
     return {
         "days": DAYS,

@@ -142,7 +142,11 @@ def _costs(results: dict[str, Any]) -> list[str]:
     ]
     for (what, single), (_, bulk) in zip(per["single"].lines(), per["bulk"].lines(), strict=True):
         out.append(f"  {what:26s}{single:16.3f}{bulk:16.3f}")
-    out.append(f"  {'total':26s}{per['single'].total():16.2f}{per['bulk'].total():16.2f}")
+    no_storage = (per["single"].requests_and_compute(), per["bulk"].requests_and_compute())
+    out.append(f"  {'requests and compute':26s}{no_storage[0]:16.2f}{no_storage[1]:16.2f}")
+    out.append(
+        f"  {'total, storage included':26s}{per['single'].total():16.2f}{per['bulk'].total():16.2f}"
+    )
     out.append(
         f"  + reading each result once (strongly consistent): {per['read_once'].total():.3f}"
     )
@@ -218,7 +222,7 @@ def targets(results: dict[str, Any]) -> list[tuple[str, bool]]:
     """Each target with whether this run met it."""
     c = calls(results)
     per = costs(results)
-    single, bulk = per["single"].total(), per["bulk"].total()
+    single, bulk = per["single"].requests_and_compute(), per["bulk"].requests_and_compute()
     ratios = {k: results[k]["ratio"] for k in ("single", "bulk", "handler")}
     cold = results["cold_start"]["handler"]
     run = _main_run(results)
@@ -227,7 +231,12 @@ def targets(results: dict[str, Any]) -> list[tuple[str, bool]]:
         (f"<= 4 requests/task, single path ({c['single_total']:.2f})", c["single_total"] <= 4),
         (f"<= 2.2 requests/task, bulk enqueue ({c['bulk_total']:.3f})", c["bulk_total"] <= 2.2),
         (f"enqueue share <= 0.2 with bulk ({c['bulk']:.3f})", c["bulk"] <= 0.2),
-        (f"<= USD 2.50 / million tasks (bulk {bulk:.2f}, single {single:.2f})", bulk <= 2.5),
+        (
+            f"<= USD 2.50 / million tasks in requests and compute (single {single:.2f}, "
+            f"bulk {bulk:.2f}; with TTL storage {per['single'].total():.2f}, "
+            f"{per['bulk'].total():.2f})",
+            max(single, bulk) <= 2.5,
+        ),
         (
             f"enqueue within x1.10 of floor (single x{ratios['single']:.3f}, "
             f"bulk x{ratios['bulk']:.3f})",
