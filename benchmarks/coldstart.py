@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from pathlib import Path
@@ -37,6 +39,9 @@ VARIANTS: dict[str, str] = {
 }
 # What infra/worker/Makefile's compileall step saves: the same start without shipped bytecode.
 NO_BYTECODE = "handler, had the package no bytecode"
+# Marks the environment of a run from a copied package: the copy's path, run there with -S.
+NO_SITE = "_SQS_TASKS_BENCH_PACKAGE"
+PROJECT_PACKAGES = ("sqs_tasks", "lambda_handler", "example")
 
 
 def child_env(root: Path, extra: dict[str, str]) -> dict[str, str]:
@@ -53,11 +58,13 @@ def child_env(root: Path, extra: dict[str, str]) -> dict[str, str]:
 
 
 def _once(code: str, env: dict[str, str], root: Path) -> tuple[float, float]:
+    # -S without site: only the code package copy on PYTHONPATH and the standard library.
+    flags = ["-S"] if NO_SITE in env else []
     start = time.monotonic()
     out = subprocess.run(
-        [sys.executable, "-c", code + _REPORT],
-        env=env,
-        cwd=root,
+        [sys.executable, *flags, "-c", code + _REPORT],
+        env={k: v for k, v in env.items() if k != NO_SITE},
+        cwd=env.get(NO_SITE, root),
         capture_output=True,
         text=True,
         check=True,
@@ -66,13 +73,44 @@ def _once(code: str, env: dict[str, str], root: Path) -> tuple[float, float]:
     return report["ready"] - start, report["cpu"]
 
 
+def _package_without_bytecode(env: dict[str, str], root: Path) -> str:
+    """A copy of what the handler imports from the project and site-packages, bytecode left
+    out, as a code package that ships none; the standard library keeps its own, as Lambda's."""
+    listing = (
+        "import json, sys, sysconfig\n"
+        "lib = sysconfig.get_paths()['purelib']\n"
+        "names = {m.__file__[len(lib) + 1:].split('/')[0] for m in list(sys.modules.values())\n"
+        "         if (getattr(m, '__file__', None) or '').startswith(lib)}\n"
+        "print(json.dumps(sorted(names)))\n"
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", VARIANTS["handler"] + listing],
+        env=env,
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    lib = Path(sysconfig.get_paths()["purelib"])
+    target = Path(tempfile.mkdtemp(prefix="sqs-tasks-no-bytecode-"))
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc")
+    sources = [lib / name for name in json.loads(found.strip().splitlines()[-1])]
+    for source in [*sources, *(root / package for package in PROJECT_PACKAGES)]:
+        if source.is_dir():
+            shutil.copytree(source, target / source.name, ignore=skip)
+        else:
+            shutil.copy2(source, target / source.name)
+    return str(target)
+
+
 def measure(root: Path, rounds: int, extra_env: dict[str, str]) -> dict[str, Any]:
     """Median wall and CPU seconds to ready of each variant, and their ratios to bare."""
     env = child_env(root, extra_env)
     lambda_env = {**env, "AWS_LAMBDA_FUNCTION_NAME": "sqs-tasks-benchmark"}
     # A package without __pycache__ on Lambda's read-only disk: every module compiled at start.
-    no_bytecode = {**lambda_env, "PYTHONDONTWRITEBYTECODE": "1"}
-    no_bytecode["PYTHONPYCACHEPREFIX"] = tempfile.mkdtemp(prefix="sqs-tasks-no-bytecode-")
+    package = _package_without_bytecode(env, root)
+    no_bytecode = {**lambda_env, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": package}
+    no_bytecode[NO_SITE] = package
     variants = {
         **VARIANTS,
         "handler, JSON logging on (as in Lambda)": VARIANTS["handler"],
@@ -80,16 +118,19 @@ def measure(root: Path, rounds: int, extra_env: dict[str, str]) -> dict[str, Any
     }
     envs = {name: lambda_env if "Lambda" in name else env for name in variants}
     envs[NO_BYTECODE] = no_bytecode
-    for name, code in variants.items():  # Bytecode written once, as a deployment ships it.
-        _once(code, envs[name], root)
     walls: dict[str, list[float]] = {name: [] for name in variants}
     cpus: dict[str, list[float]] = {name: [] for name in variants}
-    for i in range(rounds):
-        order = list(variants) if i % 2 == 0 else list(reversed(variants))
-        for name in order:
-            wall, cpu = _once(variants[name], envs[name], root)
-            walls[name].append(wall)
-            cpus[name].append(cpu)
+    try:
+        for name, code in variants.items():  # Bytecode written once, as a deployment ships it.
+            _once(code, envs[name], root)
+        for i in range(rounds):
+            order = list(variants) if i % 2 == 0 else list(reversed(variants))
+            for name in order:
+                wall, cpu = _once(variants[name], envs[name], root)
+                walls[name].append(wall)
+                cpus[name].append(cpu)
+    finally:
+        shutil.rmtree(package, ignore_errors=True)
     result: dict[str, Any] = {}
     for name in variants:
         result[name] = {

@@ -1,8 +1,8 @@
 """The benchmark's moto server: moto's own, with the fixes `aws_stack()` applies, for everyone.
 
-moto reads every queue attribute (three scans of the queue) for each message it returns, so a
-deep queue makes each receive cost O(depth) per message; AWS has no such cost. The fix, and
-DynamoDB's atomic conditional writes, apply to every system the benchmark runs, alike.
+moto counts the whole queue (three scans) for each message it sends or returns, so a deep
+queue makes every SendMessage and ReceiveMessage cost O(depth) per message; AWS has no such
+cost. The fixes, and DynamoDB's atomic conditional writes, apply to every system alike.
 """
 
 from __future__ import annotations

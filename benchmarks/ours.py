@@ -225,8 +225,6 @@ def handler_overhead(n: int) -> dict[str, Any]:
     return {
         "handled": handled,
         **_compare(ours, floor, per=10),
-        "ours_ms": sum(ours) / handled * 1000,
-        "floor_ms": sum(floor) / handled * 1000,
         "final_item": final,
         "final_bytes": item_size(final),
     }

@@ -166,7 +166,7 @@ def measure_ours(args: argparse.Namespace, child_env: dict[str, str]) -> dict[st
     single = ours.enqueue_single(n=40, rounds=8)
     _step(f"enqueue_many({args.tasks}): ours against BatchWriteItem + SendMessageBatch")
     bulk = ours.enqueue_bulk(n=args.tasks, rounds=3)
-    _step("handler: ours against its two UpdateItem calls")
+    _step("handler: ours against its claim (UpdateItem) and finish (PutItem)")
     handler = ours.handler_overhead(n=200)
     runs = []
     for workers in args.workers:

@@ -166,16 +166,19 @@ def _error(prepared: list[_Prepared], failures: dict[int, str]) -> BulkEnqueueEr
 
 def get_results(backend: SQSBackend, result_ids: Iterable[str]) -> list[TaskResult[..., Any]]:
     """Read results in input order; raise TaskResultDoesNotExist naming those that are absent."""
+    if isinstance(result_ids, str):
+        raise TypeError("get_results() takes an iterable of result ids, not one id.")
     ids = list(result_ids)
     for result_id in ids:
         if not isinstance(result_id, str):
             raise TypeError(f"Result ids must be strings, not {result_id!r}.")
     items = backend.store.get_many(ids)
-    missing = [result_id for result_id in ids if result_id not in items]
+    unique = list(dict.fromkeys(ids))
+    missing = [result_id for result_id in unique if result_id not in items]
     if missing:
         shown = ", ".join(missing[:LISTED_FAILURES])
         more = ", ..." if len(missing) > LISTED_FAILURES else ""
         raise TaskResultDoesNotExist(
-            f"{len(missing)} of {len(ids)} results do not exist: {shown}{more}"
+            f"{len(missing)} of {len(unique)} results do not exist: {shown}{more}"
         )
     return [to_result(items[result_id]) for result_id in ids]

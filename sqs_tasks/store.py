@@ -82,6 +82,8 @@ class ResultStore:
         for start in range(0, len(unique), 100):
             keys = [{"id": {"S": result_id}} for result_id in unique[start : start + 100]]
             for attempt in range(backoff.BATCH_ATTEMPTS):
+                if attempt:
+                    backoff.pause(attempt)
                 response = self._client().batch_get_item(
                     RequestItems={self.table_name: {"Keys": keys, "ConsistentRead": True}}
                 )
@@ -91,8 +93,6 @@ class ResultStore:
                 keys = response.get("UnprocessedKeys", {}).get(self.table_name, {}).get("Keys", [])
                 if not keys:
                     break
-                if not got:
-                    backoff.pause(attempt + 1)
             # Still unread after the bound: one GetItem each, under botocore's own retries.
             for key in keys:
                 item = self.get(key["id"]["S"])

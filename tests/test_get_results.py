@@ -46,14 +46,23 @@ def test_results_come_back_in_input_order_with_their_outcomes(
     results = [tasks.add.enqueue(i, 1) for i in range(3)] + [tasks.fail.enqueue("no")]
     drain()
     calls.clear()
+    asked: list[dict[str, Any]] = []
 
-    read = _backend().get_results([r.id for r in reversed(results)])
+    with _after_batch_get(lambda parsed, request: asked.append(request)):
+        read = _backend().get_results([r.id for r in reversed(results)])
 
     assert [r.id for r in read] == [r.id for r in reversed(results)]
     assert [r.status for r in read] == [TaskResultStatus.FAILED] + [TaskResultStatus.SUCCESSFUL] * 3
     assert [r.return_value for r in read[1:]] == [3, 2, 1]
     assert read[0].errors[0].exception_class_path == "builtins.ValueError"
     assert calls == ["BatchGetItem"]
+    (request,) = asked
+    assert request[_backend().store.table_name]["ConsistentRead"] is True
+
+
+def test_no_ids_no_request(stack: Stack, calls: list[str]) -> None:
+    assert _backend().get_results([]) == []
+    assert calls == []
 
 
 def test_unfinished_results_read_as_they_stand(stack: Stack) -> None:
@@ -77,11 +86,11 @@ def test_a_hundred_ids_a_request_and_repeats_read_once(stack: Stack, calls: list
     assert calls == ["BatchGetItem", "BatchGetItem"]
 
 
-def test_missing_ids_are_named_and_nothing_is_returned(stack: Stack) -> None:
+def test_missing_ids_are_named_once_and_nothing_is_returned(stack: Stack) -> None:
     known = tasks.add.enqueue(1, 2)
 
-    with pytest.raises(TaskResultDoesNotExist, match="2 of 3 results do not exist: nope, gone"):
-        _backend().get_results(["nope", known.id, "gone"])
+    with pytest.raises(TaskResultDoesNotExist, match=r"^2 of 3 results do not exist: nope, gone$"):
+        _backend().get_results(["nope", known.id, "gone", "nope"])
 
 
 def test_an_id_that_is_not_a_string_is_refused_before_any_request(
@@ -89,6 +98,8 @@ def test_an_id_that_is_not_a_string_is_refused_before_any_request(
 ) -> None:
     with pytest.raises(TypeError, match="Result ids must be strings, not 7"):
         _backend().get_results(["abc", 7])
+    with pytest.raises(TypeError, match="an iterable of result ids, not one id"):
+        _backend().get_results("abc")
     assert calls == []
 
 
@@ -116,12 +127,42 @@ def test_keys_left_unread_are_asked_for_again_until_read(
     assert pauses == [1, 2]
 
 
+def test_a_partly_served_read_pauses_before_asking_for_the_rest(
+    stack: Stack, calls: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    results = _backend().enqueue_many([(tasks.add, [i, 0], {}) for i in range(4)])
+    drain()
+    pauses: list[int] = []
+    monkeypatch.setattr("sqs_tasks.backoff.pause", pauses.append)
+    table = _backend().store.table_name
+    served: list[bool] = []  # Only the first call is cut short.
+
+    def half(parsed: dict[str, Any], asked: dict[str, Any]) -> None:
+        if not served:
+            served.append(True)
+            kept = {r.id for r in results[:2]}
+            parsed["Responses"] = {
+                table: [i for i in parsed["Responses"][table] if i["id"]["S"] in kept]
+            }
+            rest = [k for k in asked[table]["Keys"] if k["id"]["S"] not in kept]
+            parsed["UnprocessedKeys"] = {table: {"Keys": rest, "ConsistentRead": True}}
+
+    calls.clear()
+    with _after_batch_get(half):
+        read = _backend().get_results([r.id for r in results])
+
+    assert [r.return_value for r in read] == [0, 1, 2, 3]
+    assert calls == ["BatchGetItem"] * 2
+    assert pauses == [1]
+
+
 def test_keys_unread_past_the_bound_are_read_one_by_one(
     stack: Stack, calls: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     results = _backend().enqueue_many([(tasks.add, [i, 0], {}) for i in range(3)])
     drain()
-    monkeypatch.setattr("sqs_tasks.backoff.pause", lambda attempt: None)
+    pauses: list[int] = []
+    monkeypatch.setattr("sqs_tasks.backoff.pause", pauses.append)
     table = _backend().store.table_name
 
     def never_the_last(parsed: dict[str, Any], asked: dict[str, Any]) -> None:
@@ -138,6 +179,7 @@ def test_keys_unread_past_the_bound_are_read_one_by_one(
 
     assert [r.return_value for r in read] == [0, 1, 2]
     assert calls == ["BatchGetItem"] * 6 + ["GetItem"]
+    assert pauses == [1, 2, 3, 4, 5]
 
 
 def test_the_async_twin_reads_the_same(stack: Stack) -> None:

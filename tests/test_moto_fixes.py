@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import boto3
@@ -9,7 +10,7 @@ import pytest
 from moto import mock_aws
 from moto.sqs.models import Queue, SQSBackend
 
-from sqs_tasks.moto_fixes import _QUEUE_COUNTS, faithful_moto
+from sqs_tasks.moto_fixes import _QUEUE_COUNTS, _uncounted_send, faithful_moto
 
 
 def _originals() -> dict[str, Any]:
@@ -37,6 +38,7 @@ def test_sends_read_no_count_and_counts_asked_for_are_exact(
         sqs.send_message_batch(
             QueueUrl=url, Entries=[{"Id": str(n), "MessageBody": str(n)} for n in range(2)]
         )
+        sqs.send_message(QueueUrl=url, MessageBody="later", DelaySeconds=60)
         sent_counting = list(counted)
         attributes = sqs.get_queue_attributes(
             QueueUrl=url,
@@ -50,9 +52,34 @@ def test_sends_read_no_count_and_counts_asked_for_are_exact(
     assert sent_counting == []
     assert attributes == {
         "ApproximateNumberOfMessages": "5",
-        "ApproximateNumberOfMessagesDelayed": "0",
+        "ApproximateNumberOfMessagesDelayed": "1",
     }
     assert hidden == {"ApproximateNumberOfMessagesNotVisible": "2"}
+
+
+def test_a_send_in_one_thread_leaves_counts_exact_in_the_others() -> None:
+    inside, done = threading.Event(), threading.Event()
+
+    def send() -> None:
+        inside.set()
+        done.wait(timeout=30)
+
+    with mock_aws(), faithful_moto():
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        url = sqs.create_queue(QueueName="threads")["QueueUrl"]
+        sqs.send_message(QueueUrl=url, MessageBody="one")
+        sender = threading.Thread(target=_uncounted_send(send))
+        sender.start()
+        inside.wait(timeout=30)
+        try:
+            depth = sqs.get_queue_attributes(
+                QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
+            )["Attributes"]
+        finally:
+            done.set()
+            sender.join()
+
+    assert depth == {"ApproximateNumberOfMessages": "1"}
 
 
 def test_moto_is_itself_again_on_exit() -> None:

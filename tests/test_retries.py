@@ -59,6 +59,11 @@ def test_last_attempt_failure_is_final(stack: Stack, time_machine: Any) -> None:
     assert result.attempts == 3
     assert tasks.runs["flaky"] == 3
     assert len(result.errors) == 3
+    # The last attempt's finish keeps what earlier attempts recorded, and drops the lease.
+    assert len(result.worker_ids) == 3
+    assert result.started_at is not None and result.started_at < result.last_attempted_at
+    item = default_task_backend.store.get(result.id)  # type: ignore[attr-defined]
+    assert "lease_until" not in item and "run_after" in item
     failed = default_task_backend.store.failures("default")  # type: ignore[attr-defined]
     assert [i["id"]["S"] for i in failed] == [result.id]
 

@@ -2,7 +2,7 @@
 
 Throttling, 5xx and dropped connections are injected into the backend's real clients at
 botocore's before-send hook, during enqueue (PutItem, SendMessage) and during execution
-(the claim and finish UpdateItems), so the configured retry policy (standard mode,
+(the claim's UpdateItem and the finish's PutItem), so the configured retry policy (standard mode,
 max_attempts 5, i.e. 6 requests in all) is what recovers. botocore's backoff is computed as
 usual and recorded, but not slept.
 """

@@ -227,6 +227,15 @@ def test_worker_role_reaches_its_own_queues_and_table_only(deployment: Deploymen
     }
     (results,) = policies["results-table"]
     assert set(as_list(results["Resource"])) == {table, f"{table}/index/failures"}
+    # Claim (UpdateItem), finish (PutItem), and what tasks may do: enqueue and read results.
+    assert set(as_list(results["Action"])) == {
+        "dynamodb:GetItem",
+        "dynamodb:BatchGetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:Query",
+        "dynamodb:BatchWriteItem",
+    }
     (logs,) = policies["write-logs"]
     assert as_list(logs["Resource"]) == [
         arn(deployment, "logs", f"log-group:/aws/lambda/{prefix}-task-worker:*")
