@@ -165,7 +165,7 @@ def measure_ours(args: argparse.Namespace, child_env: dict[str, str]) -> dict[st
     _step("enqueue(): ours against PutItem + SendMessage")
     single = ours.enqueue_single(n=40, rounds=8)
     _step(f"enqueue_many({args.tasks}): ours against BatchWriteItem + SendMessageBatch")
-    bulk = ours.enqueue_bulk(n=args.tasks, rounds=3)
+    bulk = ours.enqueue_bulk(n=args.tasks, rounds=5)
     _step("handler: ours against its claim (UpdateItem) and finish (PutItem)")
     handler = ours.handler_overhead(n=200)
     runs = []

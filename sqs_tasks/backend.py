@@ -168,7 +168,7 @@ class SQSBackend(BaseTaskBackend):
         try:
             self.store.put_new(item)
         except ClientError as e:
-            # Ids are 32 random characters: a refused put is our own write retried by botocore.
+            # Ids are 128 random bits: a refused put is our own write retried by botocore.
             if e.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise
 

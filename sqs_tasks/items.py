@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
+import secrets
 import zlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.tasks import Task, TaskResult, TaskResultStatus
 from django.tasks.base import TaskError
-from django.utils.crypto import get_random_string
 from django.utils.module_loading import import_string
 
 from .exceptions import InvalidTaskPath
@@ -96,7 +96,8 @@ def ready_result[**P, R](
     """A fresh READY result; building it JSON-normalises args and kwargs as Django does."""
     return TaskResult(
         task=task,
-        id=get_random_string(32),
+        # 128 random bits from one system call, where get_random_string(32) makes 32.
+        id=secrets.token_hex(16),
         status=TaskResultStatus.READY,
         enqueued_at=now,
         started_at=None,

@@ -66,7 +66,7 @@ def _signer() -> Signer:
 
 
 def _signature(fields: dict[str, Any]) -> str:
-    return _signer().sign(_canonical(fields)).rsplit(_signer().sep, 1)[1]
+    return _signer().signature(_canonical(fields))
 
 
 def decode(body: str) -> Envelope:
@@ -93,7 +93,8 @@ def decode(body: str) -> Envelope:
     if not isinstance(signature, str):
         raise MessageError("message is not signed")
     try:
-        _signer().unsign(f"{_canonical(fields)}{_signer().sep}{signature}")
+        signer = _signer()
+        signer.unsign(f"{_canonical(fields)}{signer.sep}{signature}")
     except BadSignature:
         # Not chained: BadSignature quotes the signature, and a logged traceback of a tampered
         # copy would then carry the genuine signature it kept.

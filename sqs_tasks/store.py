@@ -252,7 +252,7 @@ class ResultStore:
 
     def put_many(self, items: Sequence[Item]) -> dict[str, Unwritten]:
         """Write fresh items with BatchWriteItem, 25 a call; returns those not written, by id."""
-        # No condition is possible here: ids are 32 random characters, so none is overwritten.
+        # No condition is possible here: ids are 128 random bits, so none is overwritten.
         unwritten: dict[str, Unwritten] = {}
         for start in range(0, len(items), 25):
             pending = [{"PutRequest": {"Item": item}} for item in items[start : start + 25]]
