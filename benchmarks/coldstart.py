@@ -36,6 +36,13 @@ VARIANTS: dict[str, str] = {
         "backend.client('dynamodb')\n"
         "backend.client('sqs')\n"
     ),
+    # Where the difference goes: what bare lacks of the handler's start, one piece at a time.
+    "bare + one botocore client": (
+        "import boto3, django\ndjango.setup()\nboto3.session.Session().client('dynamodb')\n"
+    ),
+    "bare + Powertools' batch utility": (
+        "import boto3, django\ndjango.setup()\nimport aws_lambda_powertools.utilities.batch\n"
+    ),
 }
 # What infra/worker/Makefile's compileall step saves: the same start without shipped bytecode.
 NO_BYTECODE = "handler, had the package no bytecode"
