@@ -37,6 +37,22 @@ def configure_logging(stream: IO[str] | None = None) -> logging.Handler:
     return handler
 
 
+def warm_clients() -> None:
+    """Make each SQSBackend's DynamoDB client, which every task uses, during the init phase.
+
+    AWS advises making SDK clients outside the handler: the first invocation then starts at
+    once, and an environment Lambda initialises ahead of need (or provisioned concurrency)
+    carries them ready. The SQS client, used only by retries and tasks that enqueue, waits.
+    """
+    from django.tasks import task_backends
+
+    from sqs_tasks.backend import SQSBackend
+
+    for backend in task_backends.all():
+        if isinstance(backend, SQSBackend):
+            backend.client("dynamodb")
+
+
 def in_lambda() -> bool:
     """Whether this process is a Lambda execution environment."""
     return "AWS_LAMBDA_FUNCTION_NAME" in os.environ

@@ -12,11 +12,18 @@ from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from lambda_handler.boot import batch_processor, configure_logging, in_lambda, setup_django
+from lambda_handler.boot import (
+    batch_processor,
+    configure_logging,
+    in_lambda,
+    setup_django,
+    warm_clients,
+)
 
 setup_django()
 if in_lambda():
     configure_logging()
+    warm_clients()
 
 from django.tasks import task_backends  # noqa: E402
 from django.tasks.base import TaskError  # noqa: E402

@@ -5,8 +5,12 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -105,3 +109,28 @@ def test_dead_letter_leaves_finished_and_running_results_alone(stack: Stack) -> 
     assert running.status == TaskResultStatus.RUNNING
     assert finished.status == TaskResultStatus.SUCCESSFUL
     assert finished.return_value == 4
+
+
+def test_a_lambda_container_makes_its_dynamodb_client_during_init() -> None:
+    """As AWS advises: the client every task needs is made at import, not by the first task."""
+    code = (
+        "import lambda_handler.handler\n"
+        "from django.tasks import task_backends\n"
+        "print(sorted(task_backends['default']._clients))\n"
+    )
+    env = {
+        **os.environ,
+        "AWS_LAMBDA_FUNCTION_NAME": "sqs-tasks-test",
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    made = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+    assert made.strip().splitlines()[-1] == "['dynamodb']"
