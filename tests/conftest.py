@@ -14,6 +14,7 @@ django.setup()
 
 from django.tasks import default_task_backend  # noqa: E402
 
+from sqs_tasks import backoff  # noqa: E402
 from sqs_tasks.testing import Stack, aws_stack  # noqa: E402
 from tests import tasks  # noqa: E402
 
@@ -42,6 +43,14 @@ def calls(stack: Stack) -> Iterator[list[str]]:
     yield made
     for client in clients:
         client.meta.events.unregister("before-call.*.*", count)
+
+
+@pytest.fixture
+def pauses(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The backoff pauses taken, recorded instead of slept."""
+    taken: list[int] = []
+    monkeypatch.setattr(backoff, "pause", taken.append)
+    return taken
 
 
 def queue_depth(queue: str = "default") -> int:

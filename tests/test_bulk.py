@@ -15,7 +15,6 @@ from django.tasks import TaskResultStatus, default_task_backend
 from django.tasks.exceptions import InvalidTask
 from django.tasks.signals import task_enqueued
 
-from sqs_tasks import backoff
 from sqs_tasks.exceptions import BulkEnqueueError, PayloadTooLarge
 from sqs_tasks.testing import Stack, drain
 from tests import tasks
@@ -37,14 +36,6 @@ def _items() -> dict[str, dict[str, Any]]:
         if "LastEvaluatedKey" not in page:
             return found
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
-
-@pytest.fixture
-def pauses(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The backoff pauses taken, recorded instead of slept."""
-    taken: list[int] = []
-    monkeypatch.setattr(backoff, "pause", taken.append)
-    return taken
 
 
 @pytest.fixture

@@ -19,6 +19,13 @@ def _backend() -> Any:
     return default_task_backend
 
 
+def _finished(n: int) -> list[Any]:
+    """add(i, 0) for i in range(n), enqueued in bulk and run."""
+    results = _backend().enqueue_many([(tasks.add, [i, 0], {}) for i in range(n)])
+    drain()
+    return results
+
+
 @contextmanager
 def _after_batch_get(handler: Any) -> Iterator[None]:
     """Rewrite each parsed BatchGetItem response, as DynamoDB under load would answer."""
@@ -75,8 +82,7 @@ def test_unfinished_results_read_as_they_stand(stack: Stack) -> None:
 
 
 def test_a_hundred_ids_a_request_and_repeats_read_once(stack: Stack, calls: list[str]) -> None:
-    results = _backend().enqueue_many([(tasks.add, [i, 0], {}) for i in range(150)])
-    drain()
+    results = _finished(150)
     ids = [r.id for r in results] + [results[0].id]
     calls.clear()
 
@@ -104,12 +110,9 @@ def test_an_id_that_is_not_a_string_is_refused_before_any_request(
 
 
 def test_keys_left_unread_are_asked_for_again_until_read(
-    stack: Stack, calls: list[str], monkeypatch: pytest.MonkeyPatch
+    stack: Stack, calls: list[str], pauses: list[int]
 ) -> None:
-    results = _backend().enqueue_many([(tasks.add, [i, 0], {}) for i in range(4)])
-    drain()
-    pauses: list[int] = []
-    monkeypatch.setattr("sqs_tasks.backoff.pause", pauses.append)
+    results = _finished(4)
     table = _backend().store.table_name
     throttled = [True, True]  # The first two calls read nothing: the table is throttled.
 
@@ -128,12 +131,9 @@ def test_keys_left_unread_are_asked_for_again_until_read(
 
 
 def test_a_partly_served_read_pauses_before_asking_for_the_rest(
-    stack: Stack, calls: list[str], monkeypatch: pytest.MonkeyPatch
+    stack: Stack, calls: list[str], pauses: list[int]
 ) -> None:
-    results = _backend().enqueue_many([(tasks.add, [i, 0], {}) for i in range(4)])
-    drain()
-    pauses: list[int] = []
-    monkeypatch.setattr("sqs_tasks.backoff.pause", pauses.append)
+    results = _finished(4)
     table = _backend().store.table_name
     served: list[bool] = []  # Only the first call is cut short.
 
@@ -157,12 +157,9 @@ def test_a_partly_served_read_pauses_before_asking_for_the_rest(
 
 
 def test_keys_unread_past_the_bound_are_read_one_by_one(
-    stack: Stack, calls: list[str], monkeypatch: pytest.MonkeyPatch
+    stack: Stack, calls: list[str], pauses: list[int]
 ) -> None:
-    results = _backend().enqueue_many([(tasks.add, [i, 0], {}) for i in range(3)])
-    drain()
-    pauses: list[int] = []
-    monkeypatch.setattr("sqs_tasks.backoff.pause", pauses.append)
+    results = _finished(3)
     table = _backend().store.table_name
 
     def never_the_last(parsed: dict[str, Any], asked: dict[str, Any]) -> None:
