@@ -11,17 +11,18 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from .events import lambda_event
+from .heartbeat import Heartbeat
+from .settle import Message, change_visibility, delete_messages
 
 # The worker's logger, not this module's: `-v 2` and the README name sqs_tasks.worker.
 logger = logging.getLogger("sqs_tasks.worker")
 
 Handler = Callable[[dict[str, Any], Any], Any]
-Message = dict[str, Any]  # a message as ReceiveMessage returns it
 
 # A message the handler reported failed stays hidden BACKOFF_BASE x 2^(receives - 1) seconds,
 # at most BACKOFF_MAX: 30 s, 1, 2, 4 and 8 minutes over the stack's five receives, long
@@ -34,60 +35,6 @@ def backoff_seconds(receive_count: int, *, base: int = BACKOFF_BASE, cap: int = 
     """How long a message that failed on its receive_count-th receive stays hidden."""
     exponent = min(max(receive_count, 1) - 1, 32)
     return int(min(cap, base * 2**exponent))
-
-
-def _chunks(items: Sequence[Message], size: int = 10) -> Iterable[Sequence[Message]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def delete_messages(sqs: Any, url: str, messages: Sequence[Message]) -> int:
-    """Delete messages from the queue at url, 10 a call; how many were deleted."""
-    deleted = 0
-    for chunk in _chunks(messages):
-        response = sqs.delete_message_batch(
-            QueueUrl=url,
-            Entries=[
-                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)
-            ],
-        )
-        deleted += len(response.get("Successful", []))
-        for failure in response.get("Failed", []):
-            # It comes back after its visibility timeout and is dropped as a duplicate.
-            logger.warning(
-                "Could not delete message %s: %s",
-                chunk[int(failure["Id"])]["MessageId"],
-                failure.get("Message", failure["Code"]),
-            )
-    return deleted
-
-
-def change_visibility(
-    sqs: Any, url: str, messages: Sequence[Message], seconds: Callable[[Message], int]
-) -> int:
-    """Hide each message for seconds(message) from now, 10 a call; how many were changed."""
-    changed = 0
-    for chunk in _chunks(messages):
-        response = sqs.change_message_visibility_batch(
-            QueueUrl=url,
-            Entries=[
-                {
-                    "Id": str(i),
-                    "ReceiptHandle": m["ReceiptHandle"],
-                    "VisibilityTimeout": seconds(m),
-                }
-                for i, m in enumerate(chunk)
-            ],
-        )
-        changed += len(response.get("Successful", []))
-        for failure in response.get("Failed", []):
-            # It comes back when its visibility timeout runs out instead.
-            logger.warning(
-                "Could not change the visibility of message %s: %s",
-                chunk[int(failure["Id"])]["MessageId"],
-                failure.get("Message", failure["Code"]),
-            )
-    return changed
 
 
 class WorkerContext:
@@ -109,6 +56,10 @@ class WorkerContext:
         self._stopping = stopping
         # Whether a record was refused because the worker is stopping.
         self.stopped = False
+
+    def extend(self, deadline: float) -> None:
+        """Move the deadline later: the batch's messages were hidden for longer."""
+        self._deadline = max(self._deadline, deadline)
 
     def get_remaining_time_in_millis(self) -> int:
         """What is left of the batch's visibility timeout; 0 once the worker is stopping."""
@@ -158,14 +109,21 @@ class BatchRunner:
     backoff_max: int = BACKOFF_MAX
 
     def run(
-        self, sqs: Any, queue_name: str, url: str, messages: list[Message], deadline: float
+        self,
+        sqs: Any,
+        queue_name: str,
+        url: str,
+        messages: list[Message],
+        deadline: float,
+        visibility: int,
     ) -> None:
         """Hand messages to the handler, then delete, back off or hand back each one."""
         worker_id = f"{self.worker_name}-{uuid.uuid4().hex[:12]}"
         context = WorkerContext(worker_id, deadline, self.stopping)
         self.stats.add(batches=1)
         try:
-            response = self.handler(lambda_event(messages, url, self.region), context)
+            with Heartbeat(sqs, url, messages, context, visibility):
+                response = self.handler(lambda_event(messages, url, self.region), context)
             failed_ids = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
         except (Exception, KeyboardInterrupt):
             logger.exception("Worker %s: the handler raised; the whole batch failed", worker_id)

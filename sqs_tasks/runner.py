@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from traceback import format_exception
 from typing import Any
@@ -27,6 +28,24 @@ logger = logging.getLogger("sqs_tasks.runner")
 LEASE_MARGIN = timedelta(seconds=30)
 
 current_task: ContextVar[tuple[str, str] | None] = ContextVar("sqs_tasks_task", default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class Running:
+    """The attempt a worker id is running: what its lease extensions are conditional on."""
+
+    backend: str
+    result_id: str
+    attempts: dict[str, str]  # the claimed item's attempts value, as DynamoDB holds it
+
+
+# By worker id, while the attempt runs: sqs_tasks_worker's heartbeat reads it from its thread.
+_running: dict[str, Running] = {}
+
+
+def running(worker_id: str) -> Running | None:
+    """The attempt worker_id is running now, if any."""
+    return _running.get(worker_id)
 
 
 class Redeliver(Exception):
@@ -64,6 +83,7 @@ def run_message(body: str, *, worker_id: str, remaining: timedelta | None = None
         return
     item: Item = claim.item
     token = current_task.set((envelope.result_id, item["task_path"]["S"]))
+    _running[worker_id] = Running(envelope.backend, envelope.result_id, item["attempts"])
     try:
         try:
             if item["task_path"]["S"] != envelope.task_path:
@@ -80,6 +100,7 @@ def run_message(body: str, *, worker_id: str, remaining: timedelta | None = None
             return
         _execute(backend, envelope, result, item)
     finally:
+        _running.pop(worker_id, None)
         current_task.reset(token)
 
 

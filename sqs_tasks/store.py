@@ -165,6 +165,20 @@ class ResultStore:
             raise
         return True
 
+    def extend_lease(self, result_id: str, attempts: dict[str, str], until: datetime) -> bool:
+        """Push a running attempt's lease to until; False once the attempt no longer holds it."""
+        extended, _ = self._update(
+            Key={"id": {"S": result_id}},
+            UpdateExpression="SET lease_until = :lease",
+            ConditionExpression=COND_OWNER,
+            ExpressionAttributeValues={
+                ":running": {"S": RUNNING},
+                ":attempt": attempts,
+                ":lease": {"S": timestamp(until)},
+            },
+        )
+        return extended
+
     def retry(self, item: Item, *, now: datetime, error: TaskError, run_after: datetime) -> bool:
         """Put a failed attempt back to READY until run_after; False if it lost its claim."""
         updated, _ = self._update(

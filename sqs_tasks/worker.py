@@ -8,6 +8,7 @@ same code (lambda_handler.handler -> sqs_tasks.runner.run_message) on ECS, EC2 o
 - each batch runs on one of `concurrency` threads, with a context whose request id is a fresh
   worker id and whose remaining time is what is left of the batch's visibility timeout (the
   runner's lease is that plus its margin, as in Lambda, instead of the 15-minute LEASE);
+- while a batch runs, a Heartbeat keeps its messages hidden and its running attempt leased;
 - what the handler reports in batchItemFailures is hidden for an exponential backoff on its
   receive count (ChangeMessageVisibility); everything else is deleted (DeleteMessageBatch);
 - stop() (SIGTERM/SIGINT in the management command) stops receiving, lets the record each
@@ -28,15 +29,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .batch import (
-    BACKOFF_BASE,
-    BACKOFF_MAX,
-    BatchRunner,
-    Handler,
-    Message,
-    WorkerStats,
-    change_visibility,
-)
+from .batch import BACKOFF_BASE, BACKOFF_MAX, BatchRunner, Handler, WorkerStats
+from .settle import Message, change_visibility
 from .slots import BatchSlots
 
 logger = logging.getLogger("sqs_tasks.worker")
@@ -222,9 +216,11 @@ class Worker:
             if not self._slots.take():
                 self._hand_back(sqs, url, messages)
                 return
-            deadline = received_at + self._visibility[queue_name]
+            visibility = self._visibility[queue_name]
             assert self._pool is not None
-            self._pool.submit(self._run_batch, queue_name, url, messages, deadline)
+            self._pool.submit(
+                self._run_batch, queue_name, url, messages, received_at + visibility, visibility
+            )
 
     def _note_empty(self, queue_name: str, generation: int) -> None:
         """With until_empty: stop once every queue was found empty since the last batch."""
@@ -232,11 +228,11 @@ class Worker:
             logger.info("Worker %s: every queue is empty, stopping", self.name)
 
     def _run_batch(
-        self, queue_name: str, url: str, messages: list[Message], deadline: float
+        self, queue_name: str, url: str, messages: list[Message], deadline: float, visibility: int
     ) -> None:
         try:
             assert self._batches is not None
-            self._batches.run(self._sqs(), queue_name, url, messages, deadline)
+            self._batches.run(self._sqs(), queue_name, url, messages, deadline, visibility)
         except Exception:
             # Whatever was not settled reappears after its visibility timeout.
             logger.exception("Batch from %s could not be settled", queue_name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections import Counter
 
 from django.tasks import TaskContext, task
@@ -104,3 +105,16 @@ def picky() -> None:
     """Only connection errors are worth retrying; this raises something else."""
     runs["picky"] += 1
     raise PermissionError("not retried")
+
+
+# A long task without a long test: it runs until the test releases it.
+hold_started = threading.Event()
+hold_release = threading.Event()
+
+
+@task
+def hold() -> str:
+    runs["hold"] += 1
+    hold_started.set()
+    hold_release.wait(timeout=60)
+    return "released"

@@ -1,0 +1,66 @@
+"""Keep a worker's batch hidden, and its running attempt leased, for as long as it runs."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from .runner import LEASE_MARGIN, running
+from .settle import change_visibility
+
+logger = logging.getLogger("sqs_tasks.worker")
+
+
+class Heartbeat:
+    """Every third of the visibility timeout, push a running batch's deadline forward.
+
+    Outside Lambda nothing ends a task at its batch's deadline. Without this, a task that
+    outlived the visibility timeout would have its message delivered again, and once its lease
+    lapsed another worker would run it a second time.
+    """
+
+    def __init__(
+        self, sqs: Any, url: str, messages: Sequence[Any], context: Any, visibility: int
+    ) -> None:
+        self._sqs = sqs
+        self._url = url
+        self._messages = messages
+        self._context = context
+        self._visibility = visibility
+        self._interval = max(1.0, visibility / 3)
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="sqs-tasks-heartbeat", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def beat(self) -> None:
+        """Hide the batch for another visibility timeout, and lease its running attempt with it."""
+        from django.tasks import task_backends
+
+        change_visibility(self._sqs, self._url, self._messages, lambda m: self._visibility)
+        self._context.extend(time.monotonic() + self._visibility)
+        attempt = running(self._context.aws_request_id)
+        if attempt is not None:
+            until = datetime.now(UTC) + timedelta(seconds=self._visibility) + LEASE_MARGIN
+            backend: Any = task_backends[attempt.backend]
+            backend.store.extend_lease(attempt.result_id, attempt.attempts, until)
+
+    def _loop(self) -> None:
+        while not self._done.wait(self._interval):
+            try:
+                self.beat()
+            except (ClientError, BotoCoreError) as e:
+                # The next beat tries again; until then the batch's old deadline stands.
+                logger.warning("Heartbeat of batch %s failed: %s", self._context.aws_request_id, e)
