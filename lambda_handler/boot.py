@@ -1,4 +1,4 @@
-"""Boot Django and Powertools logging once per Lambda container."""
+"""Boot Django, Powertools logging and the DynamoDB client once per Lambda container."""
 
 from __future__ import annotations
 
@@ -51,6 +51,14 @@ def warm_clients() -> None:
     for backend in task_backends.all():
         if isinstance(backend, SQSBackend):
             backend.client("dynamodb")
+
+
+def start() -> None:
+    """What each entry point does once per container: Django, and in Lambda its logs and clients."""
+    setup_django()
+    if in_lambda():
+        configure_logging()
+        warm_clients()
 
 
 def in_lambda() -> bool:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import re
-import traceback
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,23 +11,14 @@ from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from lambda_handler.boot import (
-    batch_processor,
-    configure_logging,
-    in_lambda,
-    setup_django,
-    warm_clients,
-)
+from lambda_handler.boot import batch_processor, start
 
-setup_django()
-if in_lambda():
-    configure_logging()
-    warm_clients()
+start()
 
 from django.tasks import task_backends  # noqa: E402
-from django.tasks.base import TaskError  # noqa: E402
 
 from sqs_tasks.exceptions import WorkerLost  # noqa: E402
+from sqs_tasks.items import task_error  # noqa: E402
 from sqs_tasks.message import MessageError, decode  # noqa: E402
 
 logger = logging.getLogger("sqs_tasks.dlq")
@@ -55,10 +45,7 @@ def record_handler(record: SQSRecord) -> None:
         f"The message for this result was dead-lettered after {receives} receives: its "
         "workers died, timed out or could not claim it before the queue's maxReceiveCount."
     )
-    error = TaskError(
-        exception_class_path=f"{WorkerLost.__module__}.{WorkerLost.__qualname__}",
-        traceback="".join(traceback.format_exception(lost)),
-    )
+    error = task_error(lost)
     store: Any = task_backends[envelope.backend].store  # type: ignore[attr-defined]
     if store.fail_abandoned(
         envelope.result_id, error, queue_name=envelope.queue_name, now=datetime.now(UTC)

@@ -10,18 +10,9 @@ from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from lambda_handler.boot import (
-    batch_processor,
-    configure_logging,
-    in_lambda,
-    setup_django,
-    warm_clients,
-)
+from lambda_handler.boot import batch_processor, start
 
-setup_django()
-if in_lambda():
-    configure_logging()
-    warm_clients()
+start()
 
 from sqs_tasks.message import peek_priority  # noqa: E402  (needs Django set up)
 from sqs_tasks.runner import Redeliver, run_message  # noqa: E402

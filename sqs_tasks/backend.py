@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import traceback
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
@@ -14,17 +13,24 @@ from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 from django.tasks import Task, TaskResult
 from django.tasks.backends.base import BaseTaskBackend
-from django.tasks.base import TaskError
 from django.tasks.exceptions import TaskResultDoesNotExist
 from django.tasks.signals import task_enqueued
 
 from .conf import ENV_QUEUE_PREFIX, ENV_TABLE, parse_options
 from .exceptions import EnqueueError, PayloadTooLarge
-from .items import MAX_ITEM_BYTES, Item, item_size, new_item, ready_result, to_result
+from .items import (
+    MAX_ITEM_BYTES,
+    Item,
+    item_size,
+    new_item,
+    ready_result,
+    task_error,
+    to_result,
+)
 from .message import MAX_DELAY_SECONDS, Envelope, delay_seconds
 from .queue import QueueClient
 from .schedule import Scheduler
-from .store import ResultStore
+from .store import ResultStore, conditional_failure
 from .task import SQSTask
 
 if TYPE_CHECKING:
@@ -114,13 +120,18 @@ class SQSBackend(BaseTaskBackend):
         if isinstance(task, SQSTask):
             task.validate_retries()
 
-    def dispatch(self, envelope: Envelope, run_after: datetime | None, now: datetime) -> None:
-        """Make the message due at run_after: an SQS delay up to 15 minutes, else a schedule."""
-        if (
+    def needs_schedule(self, run_after: datetime | None, now: datetime) -> bool:
+        """Whether the wait until run_after goes to EventBridge Scheduler, not an SQS delay."""
+        return (
             run_after is not None
             and self.scheduler is not None
             and (run_after - now).total_seconds() > MAX_DELAY_SECONDS
-        ):
+        )
+
+    def dispatch(self, envelope: Envelope, run_after: datetime | None, now: datetime) -> None:
+        """Make the message due at run_after: an SQS delay up to 15 minutes, else a schedule."""
+        if run_after is not None and self.needs_schedule(run_after, now):
+            assert self.scheduler is not None  # needs_schedule() checked it
             queue_arn = self.queue.arn(envelope.queue_name)
             self.scheduler.schedule(envelope.result_id, queue_arn, envelope.encode(), run_after)
         else:
@@ -135,7 +146,7 @@ class SQSBackend(BaseTaskBackend):
         now = datetime.now(UTC)
         result = ready_result(task, args, kwargs, backend=self.alias, now=now)
         item = self._new_item(result, now)
-        envelope = Envelope(result.id, self.alias, task.module_path, task.queue_name, task.priority)
+        envelope = Envelope.of(result)
         self.queue.url(task.queue_name)  # Fail on an unmapped queue before writing anything.
         self._put(item)
         try:
@@ -169,17 +180,13 @@ class SQSBackend(BaseTaskBackend):
             self.store.put_new(item)
         except ClientError as e:
             # Ids are 128 random bits: a refused put is our own write retried by botocore.
-            if e.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+            if not conditional_failure(e):
                 raise
 
     def _fail_unsent(self, result: TaskResult[..., Any], error: Exception) -> None:
-        failure = EnqueueError(f"SQS message could not be sent: {error}")
         self.store.fail_abandoned(
             result.id,
-            TaskError(
-                exception_class_path=f"{EnqueueError.__module__}.{EnqueueError.__qualname__}",
-                traceback="".join(traceback.format_exception(failure)),
-            ),
+            task_error(EnqueueError(f"SQS message could not be sent: {error}")),
             queue_name=result.task.queue_name,
             now=datetime.now(UTC),
         )

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import logging
-import traceback
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from django.tasks import Task, TaskResult
-from django.tasks.base import TaskError
 from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
 from django.tasks.signals import task_enqueued
 
 from .exceptions import BulkEnqueueError, EnqueueError
-from .items import Item, ready_result, to_result
-from .message import MAX_DELAY_SECONDS, Envelope, delay_seconds
+from .items import Item, ready_result, task_error, to_result
+from .message import Envelope, delay_seconds
 
 if TYPE_CHECKING:
     from .backend import SQSBackend
@@ -52,7 +50,7 @@ def enqueue_many(backend: SQSBackend, entries: Iterable[BulkEntry]) -> list[Task
             failures[p.index] = f"not stored: {missing.reason}"
             if missing.uncertain:
                 abandon.append(p)
-        elif _scheduled(backend, p.result.task.run_after, now):
+        elif backend.needs_schedule(p.result.task.run_after, now):
             _dispatch_one(backend, p, failures, abandon)
         else:
             by_queue.setdefault(p.result.task.queue_name, []).append(p)
@@ -104,17 +102,7 @@ def _prepare(backend: SQSBackend, index: int, entry: Any, now: datetime) -> _Pre
     except Exception as e:
         e.add_note(f"{where}: nothing was enqueued")
         raise
-    envelope = Envelope(result.id, backend.alias, task.module_path, task.queue_name, task.priority)
-    return _Prepared(index, result, item, envelope)
-
-
-def _scheduled(backend: SQSBackend, run_after: datetime | None, now: datetime) -> bool:
-    """Whether dispatch() would hand this wait to EventBridge Scheduler, not to SQS."""
-    return (
-        run_after is not None
-        and backend.scheduler is not None
-        and (run_after - now).total_seconds() > MAX_DELAY_SECONDS
-    )
+    return _Prepared(index, result, item, Envelope.of(result))
 
 
 def _dispatch_one(
@@ -129,10 +117,8 @@ def _dispatch_one(
 
 def _abandon(backend: SQSBackend, p: _Prepared, failures: dict[int, str]) -> None:
     """Mark a stored result nobody will run FAILED, as enqueue() does when its send fails."""
-    failure = EnqueueError(f"enqueue_many() could not enqueue this task: {failures[p.index]}")
-    error = TaskError(
-        exception_class_path=f"{EnqueueError.__module__}.{EnqueueError.__qualname__}",
-        traceback="".join(traceback.format_exception(failure)),
+    error = task_error(
+        EnqueueError(f"enqueue_many() could not enqueue this task: {failures[p.index]}")
     )
     try:
         marked = backend.store.fail_abandoned(

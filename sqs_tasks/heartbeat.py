@@ -47,15 +47,12 @@ class Heartbeat:
 
     def beat(self) -> None:
         """Hide the batch for another visibility timeout, and lease its running attempt with it."""
-        from django.tasks import task_backends
-
         change_visibility(self._sqs, self._url, self._messages, lambda m: self._visibility)
         self._context.extend(time.monotonic() + self._visibility)
         attempt = running(self._context.aws_request_id)
         if attempt is not None:
             until = datetime.now(UTC) + timedelta(seconds=self._visibility) + LEASE_MARGIN
-            backend: Any = task_backends[attempt.backend]
-            backend.store.extend_lease(attempt.result_id, attempt.attempts, until)
+            attempt.store.extend_lease(attempt.result_id, attempt.attempts, until)
 
     def _loop(self) -> None:
         while not self._done.wait(self._interval):

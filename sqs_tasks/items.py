@@ -6,6 +6,7 @@ import json
 import secrets
 import zlib
 from datetime import UTC, datetime, timedelta
+from traceback import format_exception
 from typing import Any
 
 from django.tasks import Task, TaskResult, TaskResultStatus
@@ -75,6 +76,15 @@ def new_item(result: TaskResult[..., Any], *, ttl: timedelta | None, now: dateti
     if expires is not None:
         item["expires_at"] = expires
     return item
+
+
+def task_error(exc: BaseException) -> TaskError:
+    """An exception as Django records it in TaskResult.errors: class path and traceback."""
+    kind = type(exc)
+    return TaskError(
+        exception_class_path=f"{kind.__module__}.{kind.__qualname__}",
+        traceback="".join(format_exception(exc)),
+    )
 
 
 def error_value(error: TaskError) -> dict[str, Any]:

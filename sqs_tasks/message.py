@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.core.signing import BadSignature, Signer
+
+if TYPE_CHECKING:
+    from django.tasks import TaskResult
 
 VERSION = 1
 # The salt keeps these signatures useless anywhere else SECRET_KEY signs things.
@@ -39,6 +42,12 @@ class Envelope:
     task_path: str
     queue_name: str
     priority: int
+
+    @classmethod
+    def of(cls, result: TaskResult[..., Any]) -> Envelope:
+        """The envelope of a fresh result: where its task runs, and at what priority."""
+        task = result.task
+        return cls(result.id, result.backend, task.module_path, task.queue_name, task.priority)
 
     def _fields(self) -> dict[str, Any]:
         return {

@@ -6,7 +6,6 @@ import logging
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from traceback import format_exception
 from typing import Any
 
 from django.db import close_old_connections
@@ -17,9 +16,18 @@ from django.tasks.signals import task_finished, task_started
 from django.utils.json import normalize_json
 
 from .exceptions import InvalidTaskPath, ResultTooLarge
-from .items import MAX_ITEM_BYTES, Item, dumps, item_size, load_task, to_result
+from .items import (
+    MAX_ITEM_BYTES,
+    Item,
+    dumps,
+    item_size,
+    load_task,
+    parse_timestamp,
+    task_error,
+    to_result,
+)
 from .message import Envelope, decode
-from .store import READY, RUNNING, TERMINAL
+from .store import READY, RUNNING, TERMINAL, ResultStore
 from .task import SQSTask
 
 logger = logging.getLogger("sqs_tasks.runner")
@@ -34,7 +42,7 @@ current_task: ContextVar[tuple[str, str] | None] = ContextVar("sqs_tasks_task", 
 class Running:
     """The attempt a worker id is running: what its lease extensions are conditional on."""
 
-    backend: str
+    store: ResultStore  # the runner's: its client serves the heartbeat's thread too
     result_id: str
     attempts: dict[str, str]  # the claimed item's attempts value, as DynamoDB holds it
 
@@ -62,14 +70,6 @@ class TaskLogFilter(logging.Filter):
         return True
 
 
-def _error(exc: BaseException) -> TaskError:
-    kind = type(exc)
-    return TaskError(
-        exception_class_path=f"{kind.__module__}.{kind.__qualname__}",
-        traceback="".join(format_exception(exc)),
-    )
-
-
 def run_message(body: str, *, worker_id: str, remaining: timedelta | None = None) -> None:
     """Process one message body; return to delete it, raise to have it delivered again."""
     envelope = decode(body)
@@ -83,7 +83,7 @@ def run_message(body: str, *, worker_id: str, remaining: timedelta | None = None
         return
     item: Item = claim.item
     token = current_task.set((envelope.result_id, item["task_path"]["S"]))
-    _running[worker_id] = Running(envelope.backend, envelope.result_id, item["attempts"])
+    _running[worker_id] = Running(store, envelope.result_id, item["attempts"])
     try:
         try:
             if item["task_path"]["S"] != envelope.task_path:
@@ -96,7 +96,7 @@ def run_message(body: str, *, worker_id: str, remaining: timedelta | None = None
             # Never run what is not a valid Task here (InvalidTaskPath: not a Task at all;
             # else e.g. a queue this worker's QUEUES no longer lists): say so in the result.
             logger.error("Refused result %s: %s", envelope.result_id, e)
-            store.finish(item, now=datetime.now(UTC), error=_error(e))
+            store.finish(item, now=datetime.now(UTC), error=task_error(e))
             return
         _execute(backend, envelope, result, item)
     finally:
@@ -117,7 +117,7 @@ def _not_claimed(backend: Any, envelope: Envelope, item: Item | None, now: datet
     if status == RUNNING:
         raise Redeliver(f"result {envelope.result_id} is running under a live lease")
     if status == READY and "run_after" in item:
-        run_after = datetime.fromisoformat(item["run_after"]["S"])
+        run_after = parse_timestamp(item["run_after"]["S"])
         if run_after > now:
             # Early: hand the wait to a fresh message (or schedule), so this one can go.
             backend.dispatch(envelope, run_after, now)
@@ -148,7 +148,7 @@ def _execute(backend: Any, envelope: Envelope, result: TaskResult[..., Any], ite
         # If the user tried to terminate, let them; the lease lets another worker retry.
         raise
     except BaseException as e:
-        error = _error(e)
+        error = task_error(e)
         if isinstance(task, SQSTask) and task.should_retry(e, result.attempts):
             _retry(backend, envelope, result, item, error)
             return

@@ -43,7 +43,7 @@ class Claim:
     item: Item | None
 
 
-def _conditional_failure(error: ClientError) -> bool:
+def conditional_failure(error: ClientError) -> bool:
     return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
@@ -118,7 +118,7 @@ class ResultStore(Table):
                 },
             )
         except ClientError as e:
-            if _conditional_failure(e):
+            if conditional_failure(e):
                 return False
             raise
         return True
@@ -201,7 +201,7 @@ class ResultStore(Table):
                 **request,
             )
         except ClientError as e:
-            if _conditional_failure(e):
+            if conditional_failure(e):
                 return False, dict(e.response)
             raise
         return True, response

@@ -10,6 +10,7 @@ from django.tasks import TaskResult, default_task_backend
 from lambda_handler.handler import handler
 from sqs_tasks.items import Item
 from sqs_tasks.message import Envelope
+from sqs_tasks.settle import delete_messages
 from sqs_tasks.testing import DrainContext, lambda_record
 
 Message = dict[str, Any]
@@ -38,10 +39,7 @@ def dlq_url(queue: str = "default") -> str:
 
 def body_of(result: TaskResult[..., Any]) -> str:
     """The signed message body enqueue sent for result."""
-    task = result.task
-    return Envelope(
-        result.id, result.backend, task.module_path, task.queue_name, task.priority
-    ).encode()
+    return Envelope.of(result).encode()
 
 
 def send(body: str, url: str | None = None) -> None:
@@ -74,14 +72,7 @@ def receive_all(url: str | None = None) -> list[Message]:
 
 def delete(messages: list[Message], url: str | None = None) -> None:
     """Delete messages as the event source mapping does after a successful batch."""
-    for start in range(0, len(messages), 10):
-        client("sqs").delete_message_batch(
-            QueueUrl=url or queue_url(),
-            Entries=[
-                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
-                for i, m in enumerate(messages[start : start + 10])
-            ],
-        )
+    delete_messages(client("sqs"), url or queue_url(), messages)
 
 
 class WorkerContext(DrainContext):
