@@ -13,7 +13,6 @@ import json
 import os
 import sys
 import time
-from collections import Counter
 from typing import Any
 
 IDLE_SECONDS = 5.0
@@ -28,69 +27,56 @@ def peak_rss_kb() -> int:
     return 0
 
 
-def _counter(counts: Counter[str]) -> Any:
-    def count(model: Any, **kwargs: Any) -> None:
-        counts[model.name] += 1
-
-    return count
-
-
 def main(batch_size: int, expected: int) -> dict[str, Any]:
     """Handle expected messages in batches of batch_size; return what it took."""
     import boto3
     from django.tasks import task_backends
 
+    from benchmarks.ours import counting
     from lambda_handler.handler import handler
     from sqs_tasks.events import lambda_event
+    from sqs_tasks.settle import delete_messages
     from sqs_tasks.testing import DrainContext
 
     backend: Any = task_backends["default"]
-    ours: Counter[str] = Counter()
-    for service in ("dynamodb", "sqs"):
-        backend.client(service).meta.events.register("before-call.*.*", _counter(ours))
     # The event source mapping's requests are AWS's, on a client of their own.
     sqs = boto3.session.Session().client("sqs")
-    esm: Counter[str] = Counter()
-    sqs.meta.events.register("before-call.*.*", _counter(esm))
-    url = backend.queue.url("default")
-    region = sqs.meta.region_name
-    handled = invocations = 0
-    in_handler = 0.0
-    start = idle_since = time.perf_counter()
-    while handled < expected:
-        messages: list[dict[str, Any]] = []
-        while len(messages) < batch_size:
-            want = min(10, batch_size - len(messages))
-            got = sqs.receive_message(
-                QueueUrl=url,
-                MaxNumberOfMessages=want,
-                # Long-poll for the first messages of a batch, as the mapping's pollers do.
-                WaitTimeSeconds=0 if messages else 1,
-                MessageSystemAttributeNames=["All"],
-            ).get("Messages", [])
-            messages += got
-            if len(got) < want:
-                break  # The queue has no more right now: invoke with what there is.
-        if not messages:
-            if time.perf_counter() - idle_since > IDLE_SECONDS:
-                break
-            continue
-        began = time.perf_counter()
-        response = handler(lambda_event(messages, url, region), DrainContext())
-        in_handler += time.perf_counter() - began
-        invocations += 1
-        failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
-        done = [m for m in messages if m["MessageId"] not in failed]
-        for chunk in range(0, len(done), 10):
-            sqs.delete_message_batch(
-                QueueUrl=url,
-                Entries=[
-                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
-                    for i, m in enumerate(done[chunk : chunk + 10])
-                ],
-            )
-        handled += len(done)
-        idle_since = time.perf_counter()
+    with (
+        counting(backend.client("dynamodb"), backend.client("sqs")) as ours,
+        counting(sqs) as esm,
+    ):
+        url = backend.queue.url("default")
+        region = sqs.meta.region_name
+        handled = invocations = 0
+        in_handler = 0.0
+        start = idle_since = time.perf_counter()
+        while handled < expected:
+            messages: list[dict[str, Any]] = []
+            while len(messages) < batch_size:
+                want = min(10, batch_size - len(messages))
+                got = sqs.receive_message(
+                    QueueUrl=url,
+                    MaxNumberOfMessages=want,
+                    # Long-poll for the first messages of a batch, as the mapping's pollers do.
+                    WaitTimeSeconds=0 if messages else 1,
+                    MessageSystemAttributeNames=["All"],
+                ).get("Messages", [])
+                messages += got
+                if len(got) < want:
+                    break  # The queue has no more right now: invoke with what there is.
+            if not messages:
+                if time.perf_counter() - idle_since > IDLE_SECONDS:
+                    break
+                continue
+            began = time.perf_counter()
+            response = handler(lambda_event(messages, url, region), DrainContext())
+            in_handler += time.perf_counter() - began
+            invocations += 1
+            failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
+            done = [m for m in messages if m["MessageId"] not in failed]
+            delete_messages(sqs, url, done)
+            handled += len(done)
+            idle_since = time.perf_counter()
     return {
         "handled": handled,
         "invocations": invocations,

@@ -78,13 +78,16 @@ def demo(args: argparse.Namespace) -> int:
         print(f"Enqueued {len(expected)} tasks; draining the queues through lambda_handler...")
         processed = drain()
         print(f"Processed {processed} messages.\n")
-        results = [default_task_backend.get_result(i) for i in expected]
-        children = [
-            default_task_backend.get_result(child)
-            for r in results
-            if r.task.name == "fan_out" and r.status == "SUCCESSFUL"
-            for child in r.return_value
-        ]
+        backend: Any = default_task_backend
+        results = backend.get_results(list(expected))
+        children = backend.get_results(
+            [
+                child
+                for r in results
+                if r.task.name == "fan_out" and r.status == "SUCCESSFUL"
+                for child in r.return_value
+            ]
+        )
         expected.update({c.id: "SUCCESSFUL" for c in children})
         everything = results + children
         headers = ["id", "task", "queue", "prio", "status", "tries", "took", "result / error"]

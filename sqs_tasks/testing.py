@@ -16,6 +16,7 @@ from typing import Any
 
 from .embedded import MAX_RECEIVE_COUNT, QUEUE_ATTRIBUTES, TABLE_DEFINITION, Stack, aws_stack
 from .events import lambda_record, queue_arn
+from .settle import delete_messages
 
 __all__ = [
     "MAX_RECEIVE_COUNT",
@@ -76,15 +77,7 @@ def drain(backend: str = "default", *, batch_size: int = 10, max_messages: int =
             response = handler(event, DrainContext())
             failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
             # As the event source mapping does: delete what succeeded, leave failures to reappear.
-            done = [m for m in messages if m["MessageId"] not in failed]
-            if done:
-                sqs.delete_message_batch(
-                    QueueUrl=url,
-                    Entries=[
-                        {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
-                        for i, m in enumerate(done)
-                    ],
-                )
+            delete_messages(sqs, url, [m for m in messages if m["MessageId"] not in failed])
         seen += received
         if not received:
             return seen

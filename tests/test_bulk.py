@@ -19,6 +19,7 @@ from sqs_tasks.exceptions import BulkEnqueueError, PayloadTooLarge
 from sqs_tasks.testing import Stack, drain
 from tests import tasks
 from tests.conftest import queue_depth
+from tests.faults.support import all_items
 
 
 def _backend() -> Any:
@@ -26,16 +27,8 @@ def _backend() -> Any:
 
 
 def _items() -> dict[str, dict[str, Any]]:
-    """Every item in the table, by id (scan pages followed)."""
-    store = _backend().store
-    found: dict[str, dict[str, Any]] = {}
-    kwargs: dict[str, Any] = {"TableName": store.table_name}
-    while True:
-        page = store._client().scan(**kwargs)
-        found.update((item["id"]["S"], item) for item in page["Items"])
-        if "LastEvaluatedKey" not in page:
-            return found
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    """Every item in the table, by id."""
+    return {item["id"]["S"]: item for item in all_items()}
 
 
 @pytest.fixture

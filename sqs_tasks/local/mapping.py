@@ -29,11 +29,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..events import lambda_event
+from ..settle import Message, delete_messages
 from .mapping_config import Handler, LambdaContext, MappingConfig
 
 logger = logging.getLogger("sqs_tasks.local.mapping")
 
-Message = dict[str, Any]  # as ReceiveMessage returns it
 # (mapping, message, outcome): outcome is "deleted" or "failed".
 Listener = Callable[[MappingConfig, Message, str], None]
 
@@ -229,7 +229,7 @@ class EventSourceMapping:
             failed_ids = ids
         done = [m for m in batch if m["MessageId"] not in failed_ids]
         failed = [m for m in batch if m["MessageId"] in failed_ids]
-        self._delete(done)
+        delete_messages(self.sqs, self.config.queue_url, done)
         self.stats.add(deleted=len(done), failed=len(failed))
         for message in done:
             self._tell(message, "deleted")
@@ -243,22 +243,6 @@ class EventSourceMapping:
             took * 1000,
             len(failed),
         )
-
-    def _delete(self, messages: list[Message]) -> None:
-        for start in range(0, len(messages), MAX_RECEIVE):
-            chunk = messages[start : start + MAX_RECEIVE]
-            response = self.sqs.delete_message_batch(
-                QueueUrl=self.config.queue_url,
-                Entries=[
-                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)
-                ],
-            )
-            for failure in response.get("Failed", []):
-                logger.warning(
-                    "Could not delete message %s: %s",
-                    chunk[int(failure["Id"])]["MessageId"],
-                    failure.get("Message", failure.get("Code")),
-                )
 
     def _tell(self, message: Message, outcome: str) -> None:
         for listener in self.listeners:
