@@ -13,11 +13,8 @@ import argparse
 import json
 import os
 import platform
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -27,29 +24,6 @@ REGION = "us-east-1"
 TABLE = "bench-results"
 QUEUES = ("bench-default",)
 MEMORY_MB = 512  # The SAM stack's FunctionMemorySize default.
-
-
-def start_moto() -> tuple[subprocess.Popen[bytes], str]:
-    """A moto server in its own process, so a client's timing never shares its GIL."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.moto_server", "-H", "127.0.0.1", "-p", str(port)],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/moto-api/", timeout=2):
-                return server, url
-        except OSError:
-            if time.monotonic() > deadline or server.poll() is not None:
-                raise RuntimeError("moto server did not start") from None
-            time.sleep(0.2)
 
 
 def provision(url: str) -> dict[str, str]:
@@ -91,19 +65,20 @@ def main() -> None:
         "AWS_DEFAULT_REGION": REGION,
     }
     os.environ.update(aws)
-    server, url = start_moto()
-    global SERVER_PID
-    SERVER_PID = server.pid
     results: dict[str, Any] = {
         "machine": f"{platform.python_implementation()} {platform.python_version()}, "
         f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start",
         "tasks": args.tasks,
     }
-    try:
-        queues = provision(url)
+    from sqs_tasks.local.environment import moto_server
+
+    with moto_server(OUT / "moto.log") as server:
+        global SERVER_PID
+        SERVER_PID = server.pid
+        queues = provision(server.url)
         ours_env = {
             **aws,
-            "AWS_ENDPOINT_URL": url,
+            "AWS_ENDPOINT_URL": server.url,
             "SQS_TASKS_TABLE": TABLE,
             "SQS_TASKS_QUEUE_URLS": json.dumps({"default": queues["bench-default"]}),
             "DJANGO_SETTINGS_MODULE": "benchmarks.settings",
@@ -117,9 +92,6 @@ def main() -> None:
         results["cold_start"] = measure_cold(args, aws)
         if not args.no_peers:
             results["peers"] = measure_peers(args, child_env)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     from benchmarks import deferral
 
     results["deferral"] = {

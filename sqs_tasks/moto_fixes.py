@@ -86,3 +86,13 @@ def faithful_moto() -> Iterator[None]:
     finally:
         for owner, name, original in saved:
             setattr(owner, name, original)
+
+
+if __name__ == "__main__":
+    # python -m sqs_tasks.moto_fixes [moto_server options]: moto's server, these fixes applied.
+    import sys
+
+    from moto.server import main
+
+    with faithful_moto():
+        main(sys.argv[1:])

@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from .stack import Deployment
@@ -20,12 +21,21 @@ from .tools import FAKE_CREDENTIALS, DeployError
 MOTO_START_TIMEOUT = 60
 
 
+@dataclass(frozen=True, slots=True)
+class MotoServer:
+    """A moto server running in a process of its own."""
+
+    url: str
+    pid: int
+
+
 @contextmanager
-def moto_server(log_path: Path) -> Iterator[str]:
+def moto_server(log_path: Path) -> Iterator[MotoServer]:
     """A moto server on 127.0.0.1 in a process (and so on a core) of its own.
 
-    Its URL names it `localhost`: moto reads an IP address in the Host header as an S3
-    bucket name, which `sam package` would trip over.
+    It is moto's own server with sqs_tasks.moto_fixes applied (python -m sqs_tasks.moto_fixes),
+    so it behaves as aws_stack()'s does. Its URL names it `localhost`: moto reads an IP
+    address in the Host header as an S3 bucket name, which `sam package` would trip over.
     """
     if importlib.util.find_spec("moto") is None:
         raise DeployError("moto is not installed: pip install 'moto[server]' (in sqs-tasks[dev])")
@@ -35,7 +45,7 @@ def moto_server(log_path: Path) -> Iterator[str]:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("w") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            [sys.executable, "-m", "sqs_tasks.moto_fixes", "-H", "127.0.0.1", "-p", str(port)],
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -53,7 +63,7 @@ def moto_server(log_path: Path) -> Iterator[str]:
                             f"the moto server did not listen in {MOTO_START_TIMEOUT} s: {log_path}"
                         ) from None
                     time.sleep(0.1)
-            yield f"http://localhost:{port}"
+            yield MotoServer(f"http://localhost:{port}", process.pid)
         finally:
             process.terminate()
             try:

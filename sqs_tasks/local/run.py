@@ -85,7 +85,7 @@ class LocalRun:
         say("sqs-tasks local: the SAM stack in an embedded AWS (moto), run as Lambda runs it")
         with ExitStack() as stack:
             try:
-                endpoint = stack.enter_context(moto_server(self.workdir / "moto.log"))
+                endpoint = stack.enter_context(moto_server(self.workdir / "moto.log")).url
                 say(f"[1/4] moto server at {endpoint}")
                 deployment = self.deploy(endpoint)
             except DeployError as e:

@@ -12,13 +12,8 @@ it the tests that need them are skipped (run `bin/check-infra` first).
 
 from __future__ import annotations
 
-import re
 import secrets
-import subprocess
-import sys
-import threading
 import uuid
-from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +22,7 @@ import pytest
 import yaml
 
 from sqs_tasks.local.build import build
+from sqs_tasks.local.environment import moto_server
 from sqs_tasks.local.stack import Deployment, deploy
 from sqs_tasks.local.tools import DeployError, SamTools, ToolsMissing
 
@@ -122,32 +118,10 @@ def sam_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 # ----------------------------------------------------------------- moto
 @pytest.fixture(scope="session")
-def moto() -> Iterator[str]:
+def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A moto server in a process of its own, so its state is never the embedded AWS's."""
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", "0"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert server.stderr is not None
-    port = None
-    for line in server.stderr:  # werkzeug says where it listens once it does.
-        found = re.search(r"Running on http://127\.0\.0\.1:(\d+)", line)
-        if found:
-            port = found.group(1)
-            break
-    if port is None:
-        server.wait(timeout=30)
-        pytest.fail(f"moto server did not start (exit code {server.returncode})")
-    # Its access log goes on arriving: read it, or the server blocks on a full pipe.
-    threading.Thread(target=deque, args=(server.stderr, 0), daemon=True).start()
-    try:
-        # localhost, not 127.0.0.1: moto would read the address as an S3 bucket name.
-        yield f"http://localhost:{port}"
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    with moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as server:
+        yield server.url
 
 
 # ----------------------------------------------------------------- the deployed stack
