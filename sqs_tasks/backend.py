@@ -62,19 +62,19 @@ class SQSBackend(BaseTaskBackend):
         self._lock = threading.Lock()
 
     def client(self, service: str) -> Any:
-        """The low-level client for service (what boto3.client makes), made once on first use."""
+        """The low-level client for service (one of session.SERVICES), made once on first use."""
         client = self._clients.get(service)
         if client is None:
             with self._lock:
                 client = self._clients.get(service)
                 if client is None:
-                    import botocore.session  # Deferred: settings import this module at start-up.
+                    from .session import new_session  # Deferred: settings import this module.
 
                     if self._session is None:
                         # One session for every service parses botocore's data once (~40 ms
                         # less per cold start), and botocore alone skips boto3's import
                         # (~16 ms), which adds nothing to a low-level client.
-                        self._session = botocore.session.get_session()
+                        self._session = new_session()
                     client = self._session.create_client(
                         service,
                         region_name=self.config.region_name,
