@@ -3,18 +3,39 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import botocore
 import botocore.loaders
 import botocore.session
 import pytest
+from botocore.config import Config
 from botocore.exceptions import DataNotFoundError, UnknownServiceError
+from botocore.regions import EndpointResolver
 
-from sqs_tasks.session import SERVICES, new_session
+from sqs_tasks import session as session_module
+from sqs_tasks.session import SERVICES, new_session, trimmed_endpoints, write_endpoints
 
 TYPES = ("service-2", "endpoint-rule-set-1", "paginators-1", "waiters-2")
 SHARED = ("endpoints", "partitions", "sdk-default-configuration", "_retry")
+# A call per service that needs no parameters, to see where its request would go.
+CALLS: dict[str, Callable[[Any], Any]] = {
+    "dynamodb": lambda client: client.describe_limits(),
+    "scheduler": lambda client: client.list_schedule_groups(),
+    "sqs": lambda client: client.list_queues(),
+}
+REGIONS = ("us-east-1", "eu-central-1", "cn-north-1", "us-gov-west-1", "us-iso-east-1")
+
+
+@pytest.fixture(autouse=True)
+def trimmed_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Where these tests' builds write trimmed endpoints (none unless a test writes them)."""
+    directory = tmp_path / "botocore_data"
+    monkeypatch.setattr(session_module, "TRIMMED_DIR", directory)
+    monkeypatch.delenv("AWS_DATA_PATH", raising=False)
+    yield directory
 
 
 def _load(loader: Any, service: str, type_name: str) -> Any:
@@ -24,8 +45,36 @@ def _load(loader: Any, service: str, type_name: str) -> Any:
         return type(e)
 
 
+def _loader() -> Any:
+    return new_session().get_component("data_loader")
+
+
+def _resolved(resolver: EndpointResolver, service: str, region: str, kwargs: Any) -> Any:
+    """The endpoint the resolver constructs, or the error it raises, as comparable data."""
+    try:
+        return resolver.construct_endpoint(service, region, **kwargs)
+    except Exception as e:
+        return (type(e), str(e))
+
+
+class Sent(Exception):
+    """Raised in place of sending a request: its URL."""
+
+
+def _url(client: Any, service: str) -> str:
+    """Where the client would send its request, found without sending it."""
+
+    def stop(request: Any, **kwargs: Any) -> None:
+        raise Sent(request.url)
+
+    client.meta.events.register("before-send", stop)
+    with pytest.raises(Sent) as sent:
+        CALLS[service](client)
+    return str(sent.value)
+
+
 def test_the_session_loads_what_botocore_loads_as_plain_dicts() -> None:
-    ours = new_session().get_component("data_loader")
+    ours = _loader()
     stock = botocore.session.get_session().get_component("data_loader")
     for service in SERVICES:
         for type_name in TYPES:
@@ -67,5 +116,53 @@ def test_aws_data_path_is_searched_before_botocore_data(
 ) -> None:
     (tmp_path / "_retry.json").write_text('{"definitions": {}, "retry": {"marker": 1}}')
     monkeypatch.setenv("AWS_DATA_PATH", str(tmp_path))
-    loaded = new_session().get_component("data_loader").load_data("_retry")
+    loaded = _loader().load_data("_retry")
     assert loaded["retry"] == {"marker": 1}
+
+
+def test_trimmed_endpoints_keep_every_partition_and_resolve_as_botocore_does() -> None:
+    path = write_endpoints()
+    assert path.name == f"endpoints-{botocore.__version__}.json"
+    full = botocore.loaders.Loader().load_data("endpoints")
+    trimmed = _loader().load_data("endpoints")
+    assert len(trimmed["partitions"]) == len(full["partitions"])
+    for whole, cut in zip(full["partitions"], trimmed["partitions"], strict=True):
+        assert set(cut["services"]) == set(SERVICES) & set(whole["services"])
+        assert {**whole, "services": None} == {**cut, "services": None}
+    ours, stock = EndpointResolver(trimmed, True), EndpointResolver(full, True)
+    for partition in full["partitions"]:
+        for region in partition["regions"]:
+            for service in SERVICES:
+                for fips in (False, True):
+                    for dual in (False, True):
+                        kwargs = {"use_fips_endpoint": fips, "use_dualstack_endpoint": dual}
+                        assert _resolved(ours, service, region, kwargs) == _resolved(
+                            stock, service, region, kwargs
+                        ), (service, region, kwargs)
+
+
+def test_clients_with_trimmed_endpoints_send_where_botocore_clients_send() -> None:
+    write_endpoints()
+    assert _loader().trimmed == trimmed_endpoints()
+    keys = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+    for service in SERVICES:
+        for region in REGIONS:
+            for config in (None, Config(use_fips_endpoint=True)):
+                ours = new_session().create_client(service, region, config=config, **keys)
+                stock = botocore.session.get_session().create_client(
+                    service, region, config=config, **keys
+                )
+                assert _url(ours, service) == _url(stock, service)
+                assert ours.meta.partition == stock.meta.partition
+
+
+def test_trimmed_endpoints_of_another_botocore_or_under_aws_data_path_are_not_read(
+    trimmed_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trimmed_dir.mkdir()
+    (trimmed_dir / "endpoints-0.0.1.json").write_text('{"partitions": []}')
+    assert _loader().trimmed is None
+    assert "s3" in _loader().load_data("endpoints")["partitions"][0]["services"]
+    write_endpoints()
+    monkeypatch.setenv("AWS_DATA_PATH", str(tmp_path))
+    assert _loader().trimmed is None
