@@ -6,6 +6,7 @@ import json
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections import Counter
@@ -36,9 +37,11 @@ def backend() -> Any:
 def counting(*clients: Any) -> Iterator[Counter[str]]:
     """Count the operations the clients call, by name, with botocore's before-call event."""
     counts: Counter[str] = Counter()
+    lock = threading.Lock()  # The benchmark's event source mapping counts from two threads.
 
     def count(model: Any, **kwargs: Any) -> None:
-        counts[model.name] += 1
+        with lock:
+            counts[model.name] += 1
 
     for client in clients:
         client.meta.events.register("before-call.*.*", count)

@@ -47,7 +47,7 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=1000, help="tasks per end-to-end run")
     parser.add_argument("--sweep-tasks", type=int, default=0, help="batch 1 and 100 runs")
     parser.add_argument("--no-peers", action="store_true", help="skip django-tasks-sqs and Celery")
-    parser.add_argument("--cold-rounds", type=int, default=10)
+    parser.add_argument("--cold-rounds", type=int, default=20)
     parser.add_argument(
         "--workers", type=int, nargs="+", default=[1, 2], help="worker counts to compare at"
     )
