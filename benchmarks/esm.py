@@ -1,23 +1,23 @@
-"""A Lambda container fed by an emulated SQS event source mapping, for the benchmark.
+"""A Lambda container fed by an SQS event source mapping, for the benchmark.
 
 Run by run.py as its own process (python -m benchmarks.esm BATCH EXPECTED), so its peak RSS
-is the handler's. Like the mapping, whose pollers are AWS's and not the function's, a poller
-thread receives up to BATCH messages (10 per ReceiveMessage) while the function works on the
-batch before, holding one batch ready; the function (lambda_handler.handler.handler) is
-invoked once per batch, one invocation at a time, and what succeeded is deleted with
-DeleteMessageBatch on a thread of its own. It stops once EXPECTED messages were handled or no
-batch came for IDLE_SECONDS, and prints one JSON line: counts, times, calls and peak RSS.
+is the handler's. The mapping is `sqs-tasks local`'s emulator (sqs_tasks/local/mapping.py)
+at a maximum concurrency of one: batches of up to BATCH messages, one invocation of
+lambda_handler.handler.handler at a time, DeleteMessageBatch for what succeeded while the
+next batch runs. It stops
+once EXPECTED messages were deleted or no batch came for IDLE_SECONDS, and prints one JSON
+line: counts, times, calls and peak RSS.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import queue
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections import Counter
+from contextlib import ExitStack
 from typing import Any
 
 IDLE_SECONDS = 5.0
@@ -39,84 +39,81 @@ def main(batch_size: int, expected: int) -> dict[str, Any]:
 
     from benchmarks.ours import counting
     from lambda_handler.handler import handler
-    from sqs_tasks.events import lambda_event
-    from sqs_tasks.settle import delete_messages
-    from sqs_tasks.testing import DrainContext
+    from sqs_tasks.events import queue_arn
+    from sqs_tasks.local.mapping import EventSourceMapping
+    from sqs_tasks.local.mapping_config import FunctionConfig, MappingConfig
 
     backend: Any = task_backends["default"]
     # The event source mapping's requests are AWS's, on a client of their own.
     sqs = boto3.session.Session().client("sqs")
-    with (
-        counting(backend.client("dynamodb"), backend.client("sqs")) as ours,
-        counting(sqs) as esm,
-    ):
-        url = backend.queue.url("default")
-        region = sqs.meta.region_name
-        batches: queue.Queue[list[dict[str, Any]]] = queue.Queue(maxsize=1)
-        stop = threading.Event()
-        poller = threading.Thread(
-            target=poll, args=(sqs, url, batch_size, batches, stop), daemon=True
-        )
-        handled = invocations = 0
-        in_handler = 0.0
+    url = backend.queue.url("default")
+    region = sqs.meta.region_name
+    name = "sqs-tasks-benchmark"
+    function = FunctionConfig(
+        name=name,
+        arn=f"arn:aws:lambda:{region}:123456789012:function:{name}",
+        handler="lambda_handler.handler.handler",
+        timeout=900,
+        memory_size=512,
+    )
+    config = MappingConfig(
+        uuid=name,
+        function=function,
+        queue_url=url,
+        queue_arn=queue_arn(url, region),
+        region=region,
+        batch_size=batch_size,
+        # AWS asks a batching window of at least a second of a mapping whose batches exceed 10.
+        batching_window=0 if batch_size <= 10 else 1,
+        report_batch_item_failures=True,
+        maximum_concurrency=1,
+        visibility_timeout=900,
+        max_receive_count=None,
+        dead_letter_arn=None,
+    )
+    in_handler: list[float] = []
+    counted = ExitStack()
+    tallies: dict[int, Counter[str]] = {}
+
+    def timed(event: dict[str, Any], context: Any) -> Any:
+        # Django's backends are per thread: count the invoking thread's own clients.
+        used: Any = task_backends["default"]
+        if id(used) not in tallies:
+            clients = (used.client("dynamodb"), used.client("sqs"))
+            tallies[id(used)] = counted.enter_context(counting(*clients))
+        began = time.perf_counter()
+        try:
+            return handler(event, context)
+        finally:
+            in_handler.append(time.perf_counter() - began)
+
+    mapping = EventSourceMapping(config, timed, sqs)
+    enough = threading.Event()
+
+    def settled(config: MappingConfig, message: Any, outcome: str) -> None:
+        if mapping.stats.deleted >= expected:
+            enough.set()
+
+    mapping.listeners.append(settled)
+    with counted, counting(sqs) as esm:
         start = time.perf_counter()
-        poller.start()
-        with ThreadPoolExecutor(max_workers=1) as deleter:
-            while handled < expected:
-                try:
-                    messages = batches.get(timeout=IDLE_SECONDS)
-                except queue.Empty:
-                    break
-                began = time.perf_counter()
-                response = handler(lambda_event(messages, url, region), DrainContext())
-                in_handler += time.perf_counter() - began
-                invocations += 1
-                failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
-                done = [m for m in messages if m["MessageId"] not in failed]
-                deleter.submit(delete_messages, sqs, url, done)
-                handled += len(done)
-            stop.set()
-        poller.join()
+        mapping.start()
+        received = -1
+        while not enough.wait(IDLE_SECONDS) and mapping.stats.received != received:
+            received = mapping.stats.received  # Stop when no batch came for IDLE_SECONDS.
+        mapping.stop()
+        mapping.join()
+        seconds = time.perf_counter() - start
     return {
-        "handled": handled,
-        "invocations": invocations,
-        "seconds": time.perf_counter() - start,
-        "handler_seconds": in_handler,
-        "calls_ours": dict(ours),
+        "handled": mapping.stats.deleted,
+        "invocations": mapping.stats.invocations,
+        "seconds": seconds,
+        "handler_seconds": sum(in_handler),
+        "calls_ours": dict(sum(tallies.values(), Counter())),
         "calls_esm": dict(esm),
         "maxrss_kb": peak_rss_kb(),
         "cpu_seconds": sum(os.times()[:2]),
     }
-
-
-def poll(
-    sqs: Any,
-    url: str,
-    batch_size: int,
-    batches: queue.Queue[list[dict[str, Any]]],
-    stop: threading.Event,
-) -> None:
-    """Receive batches until stopped, holding at most one while the function is busy."""
-    while not stop.is_set():
-        messages: list[dict[str, Any]] = []
-        while len(messages) < batch_size:
-            want = min(10, batch_size - len(messages))
-            got = sqs.receive_message(
-                QueueUrl=url,
-                MaxNumberOfMessages=want,
-                # Long-poll for the first messages of a batch, as the mapping's pollers do.
-                WaitTimeSeconds=0 if messages else 1,
-                MessageSystemAttributeNames=["All"],
-            ).get("Messages", [])
-            messages += got
-            if len(got) < want:
-                break  # The queue has no more right now: invoke with what there is.
-        while messages and not stop.is_set():
-            try:
-                batches.put(messages, timeout=0.1)
-                break
-            except queue.Full:
-                continue
 
 
 if __name__ == "__main__":

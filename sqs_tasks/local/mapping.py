@@ -7,7 +7,9 @@ What AWS does for a mapping with an SQS source, and so what `EventSourceMapping`
 - invoke the function with a Lambda-shaped event, at most ScalingConfig.MaximumConcurrency
   invocations at a time (here: a thread pool fed by one poller);
 - when it returns, delete the messages it did not report in `batchItemFailures` (with
-  FunctionResponseTypes ReportBatchItemFailures; without it, a return deletes the batch);
+  FunctionResponseTypes ReportBatchItemFailures; without it, a return deletes the batch).
+  The deleting is the mapping's work, not the function's: the invocation's slot is free for
+  the next batch meanwhile;
 - when it raises, returns an invalid response or runs past its timeout, delete nothing;
 - leave failed messages alone: they come back after the queue's VisibilityTimeout, and
   SQS (moto) moves a message to the dead-letter queue on the receive after maxReceiveCount.
@@ -106,6 +108,9 @@ class EventSourceMapping:
         self._pool = ThreadPoolExecutor(
             config.maximum_concurrency, thread_name_prefix=f"lambda-{config.queue_name}"
         )
+        self._settler = ThreadPoolExecutor(
+            config.maximum_concurrency, thread_name_prefix=f"esm-settle-{config.queue_name}"
+        )
         self._poller = threading.Thread(
             target=self._poll, name=f"esm-{config.queue_name}", daemon=True
         )
@@ -122,6 +127,7 @@ class EventSourceMapping:
         """Wait for the poller and the invocations to finish (after stop())."""
         self._poller.join(timeout)
         self._pool.shutdown(wait=True)
+        self._settler.shutdown(wait=True)
 
     # ------------------------------------------------------------- polling
     def _poll(self) -> None:
@@ -143,12 +149,14 @@ class EventSourceMapping:
 
     def _run(self, batch: list[Message]) -> None:
         try:
-            self._invoke(batch)
+            failed_ids = self._invoke(batch)
         except Exception:
-            # Whatever was not settled comes back after its visibility timeout.
+            # Nothing is settled: the batch comes back after its visibility timeout.
             logger.exception("Event source mapping %s: invocation error", self.config.queue_name)
+            return
         finally:
             self._slots.release()
+        self._settler.submit(self._settle, batch, failed_ids)
 
     def _receive(self, count: int, wait: int) -> list[Message]:
         kwargs: dict[str, Any] = {
@@ -187,7 +195,8 @@ class EventSourceMapping:
                 break
         return batch
 
-    def _invoke(self, batch: list[Message]) -> None:
+    def _invoke(self, batch: list[Message]) -> set[str]:
+        """Invoke the function with batch; the ids of the messages that failed."""
         config = self.config
         self.stats.saw_batch(len(batch))
         context = LambdaContext(config.function)
@@ -227,22 +236,31 @@ class EventSourceMapping:
             )
             self.stats.add(failed_invocations=1)
             failed_ids = ids
-        done = [m for m in batch if m["MessageId"] not in failed_ids]
-        failed = [m for m in batch if m["MessageId"] in failed_ids]
-        delete_messages(self.sqs, self.config.queue_url, done)
-        self.stats.add(deleted=len(done), failed=len(failed))
-        for message in done:
-            self._tell(message, "deleted")
-        for message in failed:
-            self._tell(message, "failed")
         logger.info(
             "%s: %s messages from %s in %.0f ms, %s failed",
             config.function.name,
             len(batch),
             config.queue_name,
             took * 1000,
-            len(failed),
+            len(failed_ids),
         )
+        return failed_ids
+
+    def _settle(self, batch: list[Message], failed_ids: set[str]) -> None:
+        """Delete what succeeded; tell the listeners each message's outcome."""
+        done = [m for m in batch if m["MessageId"] not in failed_ids]
+        failed = [m for m in batch if m["MessageId"] in failed_ids]
+        try:
+            delete_messages(self.sqs, self.config.queue_url, done)
+        except Exception:
+            # Undeleted messages come back after their visibility timeout, as on AWS.
+            logger.exception("Event source mapping %s: delete failed", self.config.queue_name)
+            return
+        self.stats.add(deleted=len(done), failed=len(failed))
+        for message in done:
+            self._tell(message, "deleted")
+        for message in failed:
+            self._tell(message, "failed")
 
     def _tell(self, message: Message, outcome: str) -> None:
         for listener in self.listeners:
