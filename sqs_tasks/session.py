@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -16,8 +18,12 @@ from botocore.loaders import JSONFileLoader, Loader, create_loader
 
 # The services the backend's clients call: DynamoDB results, SQS queues, Scheduler delays.
 SERVICES = ("dynamodb", "scheduler", "sqs")
+# And those botocore's credential providers call on the same session (assume role, web
+# identity, SSO, `aws login`): the trimmed endpoints must resolve them too.
+CREDENTIAL_SERVICES = ("signin", "sso", "sso-oidc", "sts")
+TRIMMED_SERVICES = SERVICES + CREDENTIAL_SERVICES
 
-# Where the Lambda build writes botocore's endpoints trimmed to SERVICES (write_endpoints).
+# Where the Lambda build writes botocore's endpoints trimmed to TRIMMED_SERVICES.
 TRIMMED_DIR = Path(__file__).with_name("_botocore_data")
 
 # The suffixes botocore's data files come in, in the order botocore tries them.
@@ -25,11 +31,7 @@ _OPENERS: tuple[tuple[str, Callable[..., Any]], ...] = ((".json", open), (".json
 
 
 class PlainJSONFileLoader(JSONFileLoader):
-    """botocore's JSON file loader, reading into plain dicts.
-
-    botocore asks json for OrderedDicts, which doubles the parse of the 1.2 MB endpoints.json
-    every client needs (about 8 ms of a cold start); a dict keeps its order as well.
-    """
+    """botocore's JSON file loader, reading into dicts: OrderedDicts double the parse time."""
 
     def load_file(self, file_path: str) -> Any:
         """The data of file_path plus the first suffix that exists, or None."""
@@ -37,26 +39,36 @@ class PlainJSONFileLoader(JSONFileLoader):
             try:
                 with opener(file_path + suffix, "rb") as f:
                     return json.loads(f.read())
-            except (FileNotFoundError, IsADirectoryError):
+            except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
                 continue
         return None
 
 
 class ServicesLoader(Loader):
-    """botocore's data loader, aware that SERVICES are the only services asked for.
-
-    Before it loads a model, botocore checks the service exists by listing every service it
-    ships: over 400 directories and some 2,800 stat calls, about 10 ms of a cold start. And
-    where the build left botocore's endpoints trimmed to SERVICES, it reads those 17 KB
-    rather than the 1.2 MB endpoints.json (another 8 ms).
-    """
+    """botocore's data loader, quick to find SERVICES and, if built, the trimmed endpoints."""
 
     def __init__(self, *args: Any, trimmed: Path | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.trimmed = trimmed
+        # Other services (STS for an assumed role, say) are checked as botocore checks them.
+        self._botocore = Loader(
+            extra_search_paths=list(self.search_paths),
+            file_loader=self.file_loader,
+            include_default_search_paths=False,
+        )
+
+    def load_service_model(
+        self, service_name: str, type_name: str, api_version: str | None = None
+    ) -> Any:
+        """The model of type_name (service-2, endpoint-rule-set-1, ...) of service_name."""
+        if service_name not in SERVICES:
+            return self._botocore.load_service_model(service_name, type_name, api_version)
+        return super().load_service_model(service_name, type_name, api_version)
 
     def list_available_services(self, type_name: str) -> list[str]:
-        """SERVICES that have type_name data (a service-2 model, an endpoint rule set)."""
+        """SERVICES that have type_name data, the only services load_service_model asks for."""
+        # botocore lists every service it ships here: over 400 directories and some 2,800
+        # stat calls, about 10 ms of a cold start.
         found = []
         for service in SERVICES:
             try:
@@ -69,29 +81,36 @@ class ServicesLoader(Loader):
     def load_data_with_path(self, name: str) -> tuple[Any, str]:
         """botocore's data called name, and the file it came from."""
         if name == "endpoints" and self.trimmed is not None:
+            # 20 KB to parse rather than 1.2 MB: about 8 ms of a cold start.
             return json.loads(self.trimmed.read_bytes()), str(self.trimmed)
         found: tuple[Any, str] = super().load_data_with_path(name)
         return found
 
     def is_builtin_path(self, path: str) -> bool:
-        """Whether path holds botocore's own data, as the trimmed endpoints do.
-
-        botocore resolves endpoints differently for data of its users' own making.
-        """
-        return path == str(self.trimmed) or bool(super().is_builtin_path(path))
+        """Whether path holds botocore's own data, as the trimmed endpoints do."""
+        # botocore resolves endpoints differently from data of its users' own making.
+        if self.trimmed is not None and path == str(self.trimmed):
+            return True
+        return bool(super().is_builtin_path(path))
 
 
 def trimmed_endpoints(directory: Path | None = None) -> Path:
-    """Where write_endpoints() puts the endpoints of this version of botocore."""
-    return (directory or TRIMMED_DIR) / f"endpoints-{botocore.__version__}.json"
+    """Where write_endpoints() puts the endpoints of this botocore for TRIMMED_SERVICES."""
+    services = hashlib.sha256(",".join(TRIMMED_SERVICES).encode()).hexdigest()[:8]
+    return (directory or TRIMMED_DIR) / f"endpoints-{botocore.__version__}-{services}.json"
 
 
 def write_endpoints(directory: Path | None = None) -> Path:
-    """Write botocore's endpoints, every partition kept whole but its services cut to SERVICES."""
-    data = Loader().load_data("endpoints")
+    """Write botocore's endpoints with every partition whole but its services trimmed."""
+    # botocore's own data only: not the endpoints of whoever runs the build.
+    builtin = Loader(
+        extra_search_paths=[Loader.BUILTIN_DATA_PATH], include_default_search_paths=False
+    )
+    data = builtin.load_data("endpoints")
     for partition in data["partitions"]:
+        services = partition["services"]
         partition["services"] = {
-            name: service for name, service in partition["services"].items() if name in SERVICES
+            name: services[name] for name in TRIMMED_SERVICES if name in services
         }
     path = trimmed_endpoints(directory)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -99,17 +118,28 @@ def write_endpoints(directory: Path | None = None) -> Path:
     return path
 
 
+def _own_endpoints(search_paths: list[str]) -> bool:
+    """Whether a search path besides botocore's holds endpoints of the user's own making."""
+    return any(
+        os.path.isfile(os.path.join(path, "endpoints" + suffix))
+        for path in search_paths
+        if path != Loader.BUILTIN_DATA_PATH
+        for suffix, _ in _OPENERS
+    )
+
+
 def new_session() -> botocore.session.Session:
     """A botocore session whose clients for SERVICES start faster; AWS_DATA_PATH still counts."""
     session = botocore.session.get_session()
-    data_path = session.get_config_variable("data_path")
-    trimmed = trimmed_endpoints()
+    search_paths = list(create_loader(session.get_config_variable("data_path")).search_paths)
+    trimmed: Path | None = trimmed_endpoints()
+    if not (trimmed and trimmed.is_file()) or _own_endpoints(search_paths):
+        trimmed = None
     loader = ServicesLoader(
-        extra_search_paths=list(create_loader(data_path).search_paths),
+        extra_search_paths=search_paths,
         file_loader=PlainJSONFileLoader(),
         include_default_search_paths=False,
-        # Endpoints of the botocore that runs, unless AWS_DATA_PATH may hold the user's own.
-        trimmed=trimmed if data_path is None and trimmed.is_file() else None,
+        trimmed=trimmed,
     )
     session.register_component("data_loader", loader)
     return session

@@ -16,7 +16,13 @@ from botocore.exceptions import DataNotFoundError, UnknownServiceError
 from botocore.regions import EndpointResolver
 
 from sqs_tasks import session as session_module
-from sqs_tasks.session import SERVICES, new_session, trimmed_endpoints, write_endpoints
+from sqs_tasks.session import (
+    SERVICES,
+    TRIMMED_SERVICES,
+    new_session,
+    trimmed_endpoints,
+    write_endpoints,
+)
 
 TYPES = ("service-2", "endpoint-rule-set-1", "paginators-1", "waiters-2")
 SHARED = ("endpoints", "partitions", "sdk-default-configuration", "_retry")
@@ -104,11 +110,40 @@ def test_a_client_is_made_without_listing_every_service(monkeypatch: pytest.Monk
     assert {Path(path).relative_to(data).parts[0] for path in listed} <= set(SERVICES)
 
 
-def test_a_service_the_backend_does_not_call_is_refused_by_name() -> None:
+def test_other_services_are_found_as_botocore_finds_them() -> None:
+    ours = new_session().create_client("s3", region_name="eu-west-1")
+    assert ours.meta.service_model.service_name == "s3"
     with pytest.raises(UnknownServiceError) as caught:
-        new_session().create_client("s3", region_name="us-east-1")
-    assert "'s3'" in str(caught.value)
-    assert "dynamodb, scheduler, sqs" in str(caught.value)
+        new_session().create_client("no-such-service", region_name="us-east-1")
+    assert "'no-such-service'" in str(caught.value) and "dynamodb" in str(caught.value)
+
+
+@pytest.mark.parametrize("trimmed", [False, True])
+def test_a_web_identity_role_is_assumed_through_sts(
+    trimmed: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if trimmed:
+        write_endpoints()
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / "token").write_text("a-web-identity-token")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    monkeypatch.setenv("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/worker")
+    monkeypatch.setenv("AWS_WEB_IDENTITY_TOKEN_FILE", str(tmp_path / "token"))
+    sent = []
+    for session in (new_session(), botocore.session.get_session()):
+
+        def stop(request: Any, **kwargs: Any) -> None:
+            raise Sent(request.url)
+
+        session.register("before-send", stop)
+        client = session.create_client("dynamodb", region_name="eu-west-1")
+        with pytest.raises(Sent) as caught:
+            client.describe_limits()
+        sent.append(str(caught.value))
+    assert sent[0] == sent[1]
+    assert "sts" in sent[0]
 
 
 def test_aws_data_path_is_searched_before_botocore_data(
@@ -122,17 +157,17 @@ def test_aws_data_path_is_searched_before_botocore_data(
 
 def test_trimmed_endpoints_keep_every_partition_and_resolve_as_botocore_does() -> None:
     path = write_endpoints()
-    assert path.name == f"endpoints-{botocore.__version__}.json"
+    assert path.name.startswith(f"endpoints-{botocore.__version__}-")
     full = botocore.loaders.Loader().load_data("endpoints")
     trimmed = _loader().load_data("endpoints")
     assert len(trimmed["partitions"]) == len(full["partitions"])
     for whole, cut in zip(full["partitions"], trimmed["partitions"], strict=True):
-        assert set(cut["services"]) == set(SERVICES) & set(whole["services"])
+        assert set(cut["services"]) == set(TRIMMED_SERVICES) & set(whole["services"])
         assert {**whole, "services": None} == {**cut, "services": None}
     ours, stock = EndpointResolver(trimmed, True), EndpointResolver(full, True)
     for partition in full["partitions"]:
         for region in partition["regions"]:
-            for service in SERVICES:
+            for service in TRIMMED_SERVICES:
                 for fips in (False, True):
                     for dual in (False, True):
                         kwargs = {"use_fips_endpoint": fips, "use_dualstack_endpoint": dual}
@@ -156,13 +191,19 @@ def test_clients_with_trimmed_endpoints_send_where_botocore_clients_send() -> No
                 assert ours.meta.partition == stock.meta.partition
 
 
-def test_trimmed_endpoints_of_another_botocore_or_under_aws_data_path_are_not_read(
+def test_trimmed_endpoints_of_another_botocore_or_over_the_users_own_are_not_read(
     trimmed_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     trimmed_dir.mkdir()
-    (trimmed_dir / "endpoints-0.0.1.json").write_text('{"partitions": []}')
+    (trimmed_dir / "endpoints-0.0.1-3ddf7dd9.json").write_text('{"partitions": []}')
     assert _loader().trimmed is None
     assert "s3" in _loader().load_data("endpoints")["partitions"][0]["services"]
+
     write_endpoints()
-    monkeypatch.setenv("AWS_DATA_PATH", str(tmp_path))
+    user_data = tmp_path / "user-data"
+    user_data.mkdir()
+    monkeypatch.setenv("AWS_DATA_PATH", str(user_data))
+    assert _loader().trimmed == trimmed_endpoints()  # AWS_DATA_PATH holds no endpoints
+    (user_data / "endpoints.json").write_text('{"partitions": [], "version": 3}')
     assert _loader().trimmed is None
+    assert _loader().load_data("endpoints") == {"partitions": [], "version": 3}
