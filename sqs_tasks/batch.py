@@ -130,7 +130,7 @@ class BatchRunner:
             failed_ids = {m["MessageId"] for m in messages}
         done = [m for m in messages if m["MessageId"] not in failed_ids]
         failed = [m for m in messages if m["MessageId"] in failed_ids]
-        self.stats.add(deleted=delete_messages(sqs, url, done))
+        self.stats.add(deleted=len(delete_messages(sqs, url, done)))
         if failed and context.stopped:
             # Records refused because the worker is stopping were never started.
             self.stats.add(released=change_visibility(sqs, url, failed, lambda m: 0))

@@ -17,9 +17,9 @@ def _chunks(items: Sequence[Message], size: int = 10) -> Iterable[Sequence[Messa
         yield items[start : start + size]
 
 
-def delete_messages(sqs: Any, url: str, messages: Sequence[Message]) -> int:
-    """Delete messages from the queue at url, 10 a call; how many were deleted."""
-    deleted = 0
+def delete_messages(sqs: Any, url: str, messages: Sequence[Message]) -> list[Message]:
+    """Delete messages from the queue at url, 10 a call; the messages deleted."""
+    deleted: list[Message] = []
     for chunk in _chunks(messages):
         response = sqs.delete_message_batch(
             QueueUrl=url,
@@ -27,7 +27,7 @@ def delete_messages(sqs: Any, url: str, messages: Sequence[Message]) -> int:
                 {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)
             ],
         )
-        deleted += len(response.get("Successful", []))
+        deleted += [chunk[int(entry["Id"])] for entry in response.get("Successful", [])]
         for failure in response.get("Failed", []):
             # It comes back after its visibility timeout and is dropped as a duplicate.
             logger.warning(

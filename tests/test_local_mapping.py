@@ -218,6 +218,79 @@ def test_batches_hold_at_most_batch_size_messages(queues: Queues) -> None:
     assert max(sizes) <= 2
 
 
+class HeldDeletes:
+    """The queues' SQS client, but DeleteMessageBatch waits for release() (or raises)."""
+
+    def __init__(self, sqs: Any, error: Exception | None = None) -> None:
+        self.sqs = sqs
+        self.error = error
+        self.waiting = threading.Event()
+        self.released = threading.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.sqs, name)
+
+    def delete_message_batch(self, **kwargs: Any) -> Any:
+        self.waiting.set()
+        if self.error is not None:
+            raise self.error
+        assert self.released.wait(WAIT)
+        return self.sqs.delete_message_batch(**kwargs)
+
+
+def test_the_next_batch_runs_while_the_last_one_is_being_deleted(queues: Queues) -> None:
+    queues.send("a", "b")
+    invoked: list[str] = []
+    second = threading.Event()
+
+    def handler(event: dict[str, Any], context: Any) -> Any:
+        invoked.extend(r["body"] for r in event["Records"])
+        if len(invoked) == 2:
+            second.set()
+        return {"batchItemFailures": []}
+
+    held = HeldDeletes(queues.sqs)
+    settled: list[str] = []
+    mapping = EventSourceMapping(
+        queues.config(batch_size=1, maximum_concurrency=1),
+        handler,
+        held,
+        listeners=[lambda _, message, outcome: settled.append(outcome)],
+    )
+    queues.mappings.append(mapping)
+    mapping.start()
+
+    assert held.waiting.wait(WAIT)  # the first batch's delete has begun and is held...
+    assert second.wait(WAIT)  # ...yet its slot went to the second batch
+    assert settled == []
+    held.released.set()
+    mapping.stop()
+    mapping.join()  # waits for both deletes
+
+    assert sorted(invoked) == ["a", "b"] and settled == ["deleted", "deleted"]
+    assert mapping.stats.deleted == 2
+    assert queues.counts(queues.url) == (0, 0)
+
+
+def test_a_failed_delete_leaves_the_message_to_come_back(queues: Queues) -> None:
+    queues.send("a")
+    held = HeldDeletes(queues.sqs, error=RuntimeError("SQS is down"))
+    settled: list[str] = []
+    mapping = EventSourceMapping(
+        queues.config(), failing(), held, listeners=[lambda _, m, o: settled.append(o)]
+    )
+    queues.mappings.append(mapping)
+    mapping.start()
+
+    assert held.waiting.wait(WAIT)
+    mapping.stop()
+    mapping.join()
+
+    assert mapping.stats.invocations == 1 and mapping.stats.failed_invocations == 0
+    assert mapping.stats.deleted == 0 and settled == []
+    assert queues.counts(queues.url) == (0, 1)  # in flight: back after its visibility timeout
+
+
 def test_the_context_counts_down_from_the_function_timeout() -> None:
     context = LambdaContext(FUNCTION)
 

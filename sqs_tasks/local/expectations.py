@@ -79,7 +79,7 @@ class Tracker:
             self.last_finished_at = time.monotonic()
 
     def on_settled(self, mapping: Any, message: dict[str, Any], outcome: str) -> None:
-        """An emulated mapping settled a message: "deleted" or "failed" (worker threads)."""
+        """An emulated mapping settled a message: "deleted" or "failed" (its threads)."""
         if message["MessageId"] != self.forged_id:
             return
         with self.lock:

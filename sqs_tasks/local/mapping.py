@@ -25,59 +25,28 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
 
 from ..events import lambda_event
 from ..settle import Message, delete_messages
-from .mapping_config import Handler, LambdaContext, MappingConfig
+from .mapping_config import Handler, LambdaContext, Listener, MappingConfig, MappingStats
 
 logger = logging.getLogger("sqs_tasks.local.mapping")
-
-# (mapping, message, outcome): outcome is "deleted" or "failed".
-Listener = Callable[[MappingConfig, Message, str], None]
 
 # SQS's largest receive and longest long poll.
 MAX_RECEIVE = 10
 MAX_WAIT_TIME = 20
 
 
-@dataclass
-class MappingStats:
-    """What one mapping did, in messages and invocations."""
-
-    received: int = 0
-    invocations: int = 0
-    deleted: int = 0
-    failed: int = 0  # reported in batchItemFailures, or in a batch that failed as a whole
-    failed_invocations: int = 0  # raised, timed out or answered invalidly
-    largest_batch: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
-
-    def add(self, **counts: int) -> None:
-        """Add to the counters, from any thread."""
-        with self._lock:
-            for name, value in counts.items():
-                setattr(self, name, getattr(self, name) + value)
-
-    def saw_batch(self, size: int) -> None:
-        """Count one invocation of size messages."""
-        with self._lock:
-            self.invocations += 1
-            self.received += size
-            self.largest_batch = max(self.largest_batch, size)
-
-
 class EventSourceMapping:
-    """Runs one deployed mapping: a poller gathering batches, up to MaximumConcurrency
-    invocations at a time on a thread pool.
+    """Runs one deployed mapping: a poller, up to MaximumConcurrency invocations at a time."""
 
-    The poller receives only while an invocation slot is free, so no message waits
-    invisible for a slot. (Lambda runs several pollers and scales them with the backlog;
-    one is plenty for a local queue and keeps moto's long polls few.)
-    """
+    # Invocations run on one thread pool, deletes on another. The poller receives only while
+    # an invocation slot is free, so no message waits invisible for a slot, as Lambda stops
+    # reading at maximum concurrency. (Lambda runs several pollers and scales them with the
+    # backlog; one is plenty for a local queue and keeps moto's long polls few.)
 
     def __init__(
         self,
@@ -124,7 +93,7 @@ class EventSourceMapping:
         self._stopping.set()
 
     def join(self, timeout: float | None = None) -> None:
-        """Wait for the poller and the invocations to finish (after stop())."""
+        """Wait for the poller, the invocations and their deletes to finish (after stop())."""
         self._poller.join(timeout)
         self._pool.shutdown(wait=True)
         self._settler.shutdown(wait=True)
@@ -247,20 +216,21 @@ class EventSourceMapping:
         return failed_ids
 
     def _settle(self, batch: list[Message], failed_ids: set[str]) -> None:
-        """Delete what succeeded; tell the listeners each message's outcome."""
-        done = [m for m in batch if m["MessageId"] not in failed_ids]
+        """Delete what succeeded; count and tell each message's outcome."""
         failed = [m for m in batch if m["MessageId"] in failed_ids]
-        try:
-            delete_messages(self.sqs, self.config.queue_url, done)
-        except Exception:
-            # Undeleted messages come back after their visibility timeout, as on AWS.
-            logger.exception("Event source mapping %s: delete failed", self.config.queue_name)
-            return
-        self.stats.add(deleted=len(done), failed=len(failed))
-        for message in done:
-            self._tell(message, "deleted")
+        self.stats.add(failed=len(failed))
         for message in failed:
             self._tell(message, "failed")
+        try:
+            done = [m for m in batch if m["MessageId"] not in failed_ids]
+            deleted = delete_messages(self.sqs, self.config.queue_url, done)
+        except Exception:
+            # What was not deleted comes back after its visibility timeout, as on AWS.
+            logger.exception("Event source mapping %s: delete failed", self.config.queue_name)
+            return
+        self.stats.add(deleted=len(deleted))
+        for message in deleted:
+            self._tell(message, "deleted")
 
     def _tell(self, message: Message, outcome: str) -> None:
         for listener in self.listeners:

@@ -1,15 +1,17 @@
-"""What an emulated mapping runs from: the deployed function, mapping and queue settings."""
+"""What an emulated mapping runs from (the deployed settings) and what it reports."""
 
 from __future__ import annotations
 
 import importlib
 import json
+import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from ..settle import Message
 from .stack import Deployment
 
 Handler = Callable[[dict[str, Any], Any], Any]
@@ -97,6 +99,36 @@ class MappingConfig:
             f"visibility {self.visibility_timeout} s, redrive {redrive}"
             + ("" if self.report_batch_item_failures else ", no partial batch responses")
         )
+
+
+# (mapping, message, outcome): outcome is "deleted" or "failed".
+Listener = Callable[[MappingConfig, Message, str], None]
+
+
+@dataclass
+class MappingStats:
+    """What one mapping did, in messages and invocations."""
+
+    received: int = 0
+    invocations: int = 0
+    deleted: int = 0
+    failed: int = 0  # reported in batchItemFailures, or in a batch that failed as a whole
+    failed_invocations: int = 0  # raised, timed out or answered invalidly
+    largest_batch: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, **counts: int) -> None:
+        """Add to the counters, from any thread."""
+        with self._lock:
+            for name, value in counts.items():
+                setattr(self, name, getattr(self, name) + value)
+
+    def saw_batch(self, size: int) -> None:
+        """Count one invocation of size messages."""
+        with self._lock:
+            self.invocations += 1
+            self.received += size
+            self.largest_batch = max(self.largest_batch, size)
 
 
 def read_mappings(
