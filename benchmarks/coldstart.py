@@ -26,6 +26,7 @@ _REPORT = (
     "os._exit(0)\n"
 )
 LAMBDA_INIT = "import lambda_handler.handler\n"
+WITH_SQS = "handler + SQS client (a first retry or enqueue)"
 VARIANTS: dict[str, str] = {
     # The reference the target is set against.
     "bare": "import boto3, django\ndjango.setup()\n",
@@ -33,7 +34,7 @@ VARIANTS: dict[str, str] = {
     # JSON logging on and makes the DynamoDB client every task uses.
     "handler": LAMBDA_INIT,
     # Where the difference goes: what bare lacks of the handler's start, one piece at a time.
-    "handler + SQS client (made at a first retry)": (
+    WITH_SQS: (
         LAMBDA_INIT
         + "from django.tasks import task_backends\ntask_backends['default'].client('sqs')\n"
     ),
@@ -95,7 +96,7 @@ def _package_without_bytecode(env: dict[str, str], root: Path) -> str:
         "print(json.dumps(sorted(names)))\n"
     )
     found = subprocess.run(
-        [sys.executable, "-c", VARIANTS["handler + SQS client (made at a first retry)"] + listing],
+        [sys.executable, "-c", VARIANTS[WITH_SQS] + listing],
         env=env,
         cwd=root,
         capture_output=True,
@@ -116,10 +117,13 @@ def _package_without_bytecode(env: dict[str, str], root: Path) -> str:
 
 def measure(root: Path, rounds: int, extra_env: dict[str, str]) -> dict[str, Any]:
     """Median wall and CPU seconds to ready of each variant, and their ratios to bare."""
-    # What infra/worker/Makefile adds to the package: botocore's endpoints for our services.
-    from sqs_tasks.session import write_endpoints
+    # What infra/worker/Makefile adds to the package: botocore's endpoints for our services,
+    # next to the sqs_tasks the measured processes import (and gone afterwards if new).
+    from sqs_tasks.session import trimmed_endpoints, write_endpoints
 
-    write_endpoints()
+    trimmed = trimmed_endpoints(root / "sqs_tasks" / "_botocore_data")
+    made = not trimmed.exists()
+    write_endpoints(trimmed.parent)
     env = child_env(root, extra_env)
     lambda_env = {**env, "AWS_LAMBDA_FUNCTION_NAME": "sqs-tasks-benchmark"}
     # A package without __pycache__ on Lambda's read-only disk: every module compiled at start.
@@ -142,6 +146,8 @@ def measure(root: Path, rounds: int, extra_env: dict[str, str]) -> dict[str, Any
                 cpus[name].append(cpu)
     finally:
         shutil.rmtree(package, ignore_errors=True)
+        if made:
+            trimmed.unlink()
     result: dict[str, Any] = {}
     for name in variants:
         result[name] = {

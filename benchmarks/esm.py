@@ -2,11 +2,10 @@
 
 Run by run.py as its own process (python -m benchmarks.esm BATCH EXPECTED), so its peak RSS
 is the handler's. The mapping is `sqs-tasks local`'s emulator (sqs_tasks/local/mapping.py)
-at a maximum concurrency of one: batches of up to BATCH messages, one invocation of
-lambda_handler.handler.handler at a time, DeleteMessageBatch for what succeeded while the
-next batch runs. It stops
-once EXPECTED messages were deleted or no batch came for IDLE_SECONDS, and prints one JSON
-line: counts, times, calls and peak RSS.
+feeding one container, as a reserved concurrency of one would: batches of up to BATCH
+messages, one invocation of lambda_handler.handler.handler at a time, DeleteMessageBatch for
+what succeeded while the next batch runs. It stops once EXPECTED messages were deleted or
+nothing moved for IDLE_SECONDS, and prints one JSON line: counts, times, calls and peak RSS.
 """
 
 from __future__ import annotations
@@ -66,7 +65,7 @@ def main(batch_size: int, expected: int) -> dict[str, Any]:
         # AWS asks a batching window of at least a second of a mapping whose batches exceed 10.
         batching_window=0 if batch_size <= 10 else 1,
         report_batch_item_failures=True,
-        maximum_concurrency=1,
+        maximum_concurrency=1,  # One container (AWS's mapping setting has a floor of 2).
         visibility_timeout=900,
         max_receive_count=None,
         dead_letter_arn=None,
@@ -98,12 +97,16 @@ def main(batch_size: int, expected: int) -> dict[str, Any]:
     with counted, counting(sqs) as esm:
         start = time.perf_counter()
         mapping.start()
-        received = -1
-        while not enough.wait(IDLE_SECONDS) and mapping.stats.received != received:
-            received = mapping.stats.received  # Stop when no batch came for IDLE_SECONDS.
+        progress: tuple[int, int] | None = None
+        while not enough.wait(IDLE_SECONDS):
+            stats = mapping.stats
+            now = (stats.received, stats.deleted + stats.failed)
+            if now == progress and now[0] == now[1]:
+                break  # Nothing received, nothing running, for IDLE_SECONDS.
+            progress = now
+        seconds = time.perf_counter() - start
         mapping.stop()
         mapping.join()
-        seconds = time.perf_counter() - start
     return {
         "handled": mapping.stats.deleted,
         "invocations": mapping.stats.invocations,
