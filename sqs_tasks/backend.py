@@ -62,7 +62,7 @@ class SQSBackend(BaseTaskBackend):
         self._lock = threading.Lock()
 
     def client(self, service: str) -> Any:
-        """The low-level client for service (one of session.SERVICES), made once on first use."""
+        """The low-level client for service (what boto3.client makes), made once on first use."""
         client = self._clients.get(service)
         if client is None:
             with self._lock:
