@@ -8,6 +8,7 @@ from typing import Any
 
 from .console import plural
 from .expectations import Expected, Tracker, judge
+from .load import Load, bulk_table
 
 HEADERS = ["id", "task", "queue", "prio", "status", "tries", "took", "result / error", "check"]
 
@@ -57,6 +58,24 @@ def mix_table(
         if not settled:
             problems.append("the forged message was not dead-lettered and settled")
     return format_table(HEADERS, rows), problems
+
+
+def report_lines(
+    ids: Sequence[str],
+    expected: dict[str, Expected],
+    tracker: Tracker,
+    results: dict[str, Any],
+    load: Load | None,
+    last_finished: float,
+) -> tuple[list[str], list[str]]:
+    """The tables a run ends with (the mix, then any --tasks load), and what went wrong."""
+    table, problems = mix_table(ids, expected, tracker, results)
+    lines = ["", table]
+    if load is not None:
+        table, bulk_problems = bulk_table(load.ids, expected, results)
+        problems.extend(bulk_problems)
+        lines += ["", table, load.throughput(len(tracker.finished), last_finished)]
+    return lines, problems
 
 
 def mapping_lines(mappings: Sequence[Any]) -> list[str]:

@@ -28,11 +28,11 @@ from .environment import (
     not_emulated,
 )
 from .expectations import Tracker
-from .load import bulk_table, enqueue_load
+from .load import enqueue_load
 from .mapping_config import deployed_mappings
 from .mix import enqueue_mix, send_forged
 from .options import VISIBILITY_MARGIN, Options
-from .report import failure_lines, mapping_lines, mix_table, read_results, unfinished
+from .report import failure_lines, mapping_lines, read_results, report_lines, unfinished
 from .stack import Deployment, deploy
 from .tools import FAKE_CREDENTIALS, REGION, DeployError, SamTools
 from .workers import fire_schedules, queues_idle, start_mappings
@@ -204,18 +204,8 @@ class LocalRun:
         # Workers may still be running (a timeout, --keep-running): report on a snapshot.
         expected = tracker.snapshot()
         results = read_results(list(expected))
-        table, problems = mix_table(ids, expected, tracker, results)
-        console.say()
-        console.say(table)
-        if load is not None:
-            table, bulk_problems = bulk_table(load.ids, expected, results)
-            problems.extend(bulk_problems)
-            finished = len(tracker.finished)
-            console.say()
-            console.say(table)
-            console.say(load.throughput(finished, last_finished))
-        console.say()
-        for line in mapping_lines(self.mappings):
+        lines, problems = report_lines(ids, expected, tracker, results, load, last_finished)
+        for line in [*lines, "", *mapping_lines(self.mappings)]:
             console.say(line)
         if timed_out:
             return self.fail(
