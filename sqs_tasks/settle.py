@@ -17,50 +17,50 @@ def _chunks(items: Sequence[Message], size: int = 10) -> Iterable[Sequence[Messa
         yield items[start : start + size]
 
 
-def delete_messages(sqs: Any, url: str, messages: Sequence[Message]) -> list[Message]:
-    """Delete messages from the queue at url, 10 a call; the messages deleted."""
-    deleted: list[Message] = []
+def _in_batches(
+    send: Callable[..., Any],
+    url: str,
+    messages: Sequence[Message],
+    entry: Callable[[Message], dict[str, Any]],
+    what: str,
+) -> list[Message]:
+    """Call send (a *_batch operation) for messages, 10 a call; the messages it settled."""
+    settled: list[Message] = []
     for chunk in _chunks(messages):
-        response = sqs.delete_message_batch(
+        response = send(
             QueueUrl=url,
             Entries=[
-                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], **entry(m)}
+                for i, m in enumerate(chunk)
             ],
         )
-        deleted += [chunk[int(entry["Id"])] for entry in response.get("Successful", [])]
+        settled += [chunk[int(done["Id"])] for done in response.get("Successful", [])]
         for failure in response.get("Failed", []):
-            # It comes back after its visibility timeout and is dropped as a duplicate.
+            # It comes back when its visibility timeout runs out, as if untouched.
             logger.warning(
-                "Could not delete message %s: %s",
+                "Could not %s message %s: %s",
+                what,
                 chunk[int(failure["Id"])]["MessageId"],
                 failure.get("Message", failure["Code"]),
             )
-    return deleted
+    return settled
+
+
+def delete_messages(sqs: Any, url: str, messages: Sequence[Message]) -> list[Message]:
+    """Delete messages from the queue at url, 10 a call; the messages deleted."""
+    # One that stays comes back after its visibility timeout and is dropped as a duplicate.
+    return _in_batches(sqs.delete_message_batch, url, messages, lambda m: {}, "delete")
 
 
 def change_visibility(
     sqs: Any, url: str, messages: Sequence[Message], seconds: Callable[[Message], int]
 ) -> int:
     """Hide each message for seconds(message) from now, 10 a call; how many were changed."""
-    changed = 0
-    for chunk in _chunks(messages):
-        response = sqs.change_message_visibility_batch(
-            QueueUrl=url,
-            Entries=[
-                {
-                    "Id": str(i),
-                    "ReceiptHandle": m["ReceiptHandle"],
-                    "VisibilityTimeout": seconds(m),
-                }
-                for i, m in enumerate(chunk)
-            ],
-        )
-        changed += len(response.get("Successful", []))
-        for failure in response.get("Failed", []):
-            # It comes back when its visibility timeout runs out instead.
-            logger.warning(
-                "Could not change the visibility of message %s: %s",
-                chunk[int(failure["Id"])]["MessageId"],
-                failure.get("Message", failure["Code"]),
-            )
-    return changed
+    changed = _in_batches(
+        sqs.change_message_visibility_batch,
+        url,
+        messages,
+        lambda m: {"VisibilityTimeout": seconds(m)},
+        "change the visibility of",
+    )
+    return len(changed)
