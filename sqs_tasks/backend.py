@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
 from datetime import UTC, datetime
 from functools import cached_property
@@ -16,11 +18,13 @@ from django.tasks.backends.base import BaseTaskBackend
 from django.tasks.exceptions import TaskResultDoesNotExist
 from django.tasks.signals import task_enqueued
 
+from .backoff import maybe_applied
 from .conf import ENV_QUEUE_PREFIX, ENV_TABLE, parse_options
 from .exceptions import EnqueueError, PayloadTooLarge
 from .items import (
     MAX_ITEM_BYTES,
     Item,
+    aware_run_after,
     item_size,
     new_item,
     ready_result,
@@ -31,6 +35,7 @@ from .message import MAX_DELAY_SECONDS, Envelope, delay_seconds
 from .queue import QueueClient
 from .schedule import Scheduler
 from .store import ResultStore, conditional_failure
+from .table import check_id
 from .task import SQSTask
 
 if TYPE_CHECKING:
@@ -40,6 +45,8 @@ if TYPE_CHECKING:
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+logger = logging.getLogger("sqs_tasks.backend")
 
 # Keep room in the item for what a run adds (worker ids, errors, return value).
 ENQUEUE_HEADROOM_BYTES = 16 * 1024
@@ -75,9 +82,13 @@ class SQSBackend(BaseTaskBackend):
                         # less per cold start), and botocore alone skips boto3's import
                         # (~16 ms), which adds nothing to a low-level client.
                         self._session = new_session()
+                    region = self.config.region_name
+                    if region is None and self._session.get_config_variable("region") is None:
+                        # botocore reads AWS_DEFAULT_REGION; other SDKs and runtimes set this.
+                        region = os.environ.get("AWS_REGION") or None
                     client = self._session.create_client(
                         service,
-                        region_name=self.config.region_name,
+                        region_name=region,
                         endpoint_url=self.config.endpoint_url,
                         config=self.config.client_config,
                     )
@@ -143,19 +154,25 @@ class SQSBackend(BaseTaskBackend):
     ) -> TaskResult[P, R]:
         """Write the READY result, then send its message; undo truthfully if the send fails."""
         self.validate_task(task)
+        task = aware_run_after(task)
         now = datetime.now(UTC)
         result = ready_result(task, args, kwargs, backend=self.alias, now=now)
         item = self._new_item(result, now)
         envelope = Envelope.of(result)
         self.queue.url(task.queue_name)  # Fail on an unmapped queue before writing anything.
-        self._put(item)
+        try:
+            self._put(item)
+        except Exception as e:
+            if maybe_applied(e):  # A timed-out write may have landed: no READY orphan.
+                self.abandon(result, f"the result could not be stored: {e}")
+            raise
         try:
             self.dispatch(envelope, task.run_after, now)
         except Exception as e:
-            self._fail_unsent(result, e)
+            outcome = self.abandon(result, f"SQS message could not be sent: {e}")
             raise EnqueueError(
                 f"Task {task.module_path} result {result.id} was stored but its SQS message "
-                f"could not be sent ({e}); the result is marked FAILED."
+                f"could not be sent ({e}); the result is {outcome}."
             ) from e
         task_enqueued.send(type(self), task_result=result)
         return result
@@ -183,17 +200,26 @@ class SQSBackend(BaseTaskBackend):
             if not conditional_failure(e):
                 raise
 
-    def _fail_unsent(self, result: TaskResult[..., Any], error: Exception) -> None:
-        self.store.fail_abandoned(
-            result.id,
-            task_error(EnqueueError(f"SQS message could not be sent: {error}")),
-            queue_name=result.task.queue_name,
-            now=datetime.now(UTC),
-        )
+    def abandon(self, result: TaskResult[..., Any], why: str) -> str:
+        """Mark a stored result nobody will run FAILED; returns what became of it, for errors."""
+        try:
+            marked = self.store.fail_abandoned(
+                result.id,
+                task_error(EnqueueError(why)),
+                queue_name=result.task.queue_name,
+                now=datetime.now(UTC),
+            )
+        except Exception as e:
+            logger.exception("Result %s could not be marked FAILED", result.id)
+            return f"not marked FAILED ({e}): it may stay READY with no message"
+        if marked:
+            return "marked FAILED"
+        # Never stored after all, or the message did go and a worker has the result.
+        return "not marked FAILED: no READY result (never stored, or its message went after all)"
 
     def get_result(self, result_id: str) -> TaskResult[..., Any]:
         """Read a result with a consistent read."""
-        item = self.store.get(result_id)
+        item = self.store.get(result_id) if check_id(result_id) else None
         if item is None:
             raise TaskResultDoesNotExist(result_id)
         return to_result(item)

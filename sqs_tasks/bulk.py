@@ -12,9 +12,10 @@ from django.tasks import Task, TaskResult
 from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
 from django.tasks.signals import task_enqueued
 
-from .exceptions import BulkEnqueueError, EnqueueError
-from .items import Item, ready_result, task_error, to_result
+from .exceptions import BulkEnqueueError
+from .items import Item, aware_run_after, ready_result, to_result
 from .message import Envelope, delay_seconds
+from .table import check_id
 
 if TYPE_CHECKING:
     from .backend import SQSBackend
@@ -93,6 +94,7 @@ def _prepare(backend: SQSBackend, index: int, entry: Any, now: datetime) -> _Pre
                 f"Task {task.module_path} uses backend {task.backend!r}, not {backend.alias!r}"
             )
         backend.validate_task(task)
+        task = aware_run_after(task)
         # As given, as enqueue() takes them: building the result normalises them.
         result: TaskResult[..., Any] = ready_result(
             task, list(args), dict(kwargs), backend=backend.alias, now=now
@@ -117,20 +119,8 @@ def _dispatch_one(
 
 def _abandon(backend: SQSBackend, p: _Prepared, failures: dict[int, str]) -> None:
     """Mark a stored result nobody will run FAILED, as enqueue() does when its send fails."""
-    error = task_error(
-        EnqueueError(f"enqueue_many() could not enqueue this task: {failures[p.index]}")
-    )
-    try:
-        marked = backend.store.fail_abandoned(
-            p.result.id, error, queue_name=p.result.task.queue_name, now=datetime.now(UTC)
-        )
-    except Exception as e:
-        # Said in the exception and the log: the result may stay READY with no message.
-        logger.exception("Result %s could not be marked FAILED", p.result.id)
-        failures[p.index] += f" (and it could not be marked FAILED: {e})"
-        return
-    # Not marked: never stored after all, or its message did go and a worker has it.
-    failures[p.index] += " (marked FAILED)" if marked else " (no READY result to mark FAILED)"
+    why = f"enqueue_many() could not enqueue this task: {failures[p.index]}"
+    failures[p.index] += f" ({backend.abandon(p.result, why)})"
 
 
 def _error(prepared: list[_Prepared], failures: dict[int, str]) -> BulkEnqueueError:
@@ -155,10 +145,8 @@ def get_results(backend: SQSBackend, result_ids: Iterable[str]) -> list[TaskResu
     if isinstance(result_ids, str):
         raise TypeError("get_results() takes an iterable of result ids, not one id.")
     ids = list(result_ids)
-    for result_id in ids:
-        if not isinstance(result_id, str):
-            raise TypeError(f"Result ids must be strings, not {result_id!r}.")
-    items = backend.store.get_many(ids)
+    storable = [result_id for result_id in ids if check_id(result_id)]  # All checked first.
+    items = backend.store.get_many(storable)
     unique = list(dict.fromkeys(ids))
     missing = [result_id for result_id in unique if result_id not in items]
     if missing:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 from botocore.config import Config
+from botocore.exceptions import BotoCoreError
 from django.core.exceptions import ImproperlyConfigured
 
 # Environment variables the SAM stack sets on the worker, so a Lambda needs no code.
@@ -23,6 +25,8 @@ ENV_SCHEDULER_ROLE_ARN = "SQS_TASKS_SCHEDULER_ROLE_ARN"
 DEFAULT_RESULT_TTL = timedelta(days=14)
 # Without a Lambda context a worker holds its claim this long before another may retake it.
 DEFAULT_LEASE = timedelta(minutes=15)
+# Far beyond any sensible setting, and short of where datetime arithmetic overflows.
+MAX_DURATION = timedelta(days=3650)
 
 
 # Standard retry mode backs off with jitter on throttling and 5xx; adaptive adds a
@@ -74,9 +78,16 @@ def _duration(alias: str, key: str, value: Any, *, allow_none: bool) -> timedelt
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int | float | timedelta):
         raise _fail(alias, key, f"must be seconds or a timedelta, not {value!r}")
-    duration = value if isinstance(value, timedelta) else timedelta(seconds=value)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise _fail(alias, key, f"must be a finite number of seconds, not {value!r}")
+    try:
+        duration = value if isinstance(value, timedelta) else timedelta(seconds=value)
+    except OverflowError:
+        duration = timedelta.max
     if duration <= timedelta(0):
         raise _fail(alias, key, f"must be positive, not {value!r}")
+    if duration > MAX_DURATION:
+        raise _fail(alias, key, f"must be at most {MAX_DURATION.days:,} days, not {value!r}")
     return duration
 
 
@@ -101,7 +112,7 @@ def _client_config(alias: str, value: Any) -> Config:
         raise _fail(alias, "CLIENT_CONFIG", "must be a botocore Config or a dict of its arguments")
     try:
         return Config(**{**default_client_config(), **value})
-    except TypeError as e:
+    except (TypeError, ValueError, BotoCoreError) as e:
         raise _fail(alias, "CLIENT_CONFIG", f"is not valid for botocore Config ({e})") from e
 
 

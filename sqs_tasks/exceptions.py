@@ -11,7 +11,7 @@ if TYPE_CHECKING:
 
 
 class EnqueueError(TaskException):
-    """The task could not be enqueued; its result, if written, is marked FAILED."""
+    """The task could not be enqueued; the message says what became of its result."""
 
 
 class PayloadTooLarge(InvalidTask):

@@ -11,6 +11,7 @@ from typing import Any
 
 from django.tasks import Task, TaskResult, TaskResultStatus
 from django.tasks.base import TaskError
+from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from .exceptions import InvalidTaskPath
@@ -61,7 +62,8 @@ def new_item(result: TaskResult[..., Any], *, ttl: timedelta | None, now: dateti
         "task_path": {"S": task.module_path},
         "backend": {"S": result.backend},
         "queue_name": {"S": task.queue_name},
-        "priority": {"N": str(task.priority)},
+        # Django accepts any whole number (5.0, True): stored as the int it equals.
+        "priority": {"N": str(int(task.priority))},
         "args": {"S": dumps(result.args)},
         "kwargs": {"S": dumps(result.kwargs)},
         "enqueued_at": {"S": timestamp(now)},
@@ -119,6 +121,13 @@ def ready_result[**P, R](
         errors=[],
         worker_ids=[],
     )
+
+
+def aware_run_after[**P, R](task: Task[P, R]) -> Task[P, R]:
+    """The task with run_after aware: without USE_TZ Django allows a naive one, in TIME_ZONE."""
+    if task.run_after is not None and timezone.is_naive(task.run_after):
+        return task.using(run_after=timezone.make_aware(task.run_after))
+    return task
 
 
 def load_task(path: str) -> Task[..., Any]:

@@ -47,7 +47,8 @@ class Envelope:
     def of(cls, result: TaskResult[..., Any]) -> Envelope:
         """The envelope of a fresh result: where its task runs, and at what priority."""
         task = result.task
-        return cls(result.id, result.backend, task.module_path, task.queue_name, task.priority)
+        priority = int(task.priority)  # Django accepts any whole number: 5.0, True.
+        return cls(result.id, result.backend, task.module_path, task.queue_name, priority)
 
     def _fields(self) -> dict[str, Any]:
         return {

@@ -11,6 +11,16 @@ from botocore.exceptions import BotoCoreError, ClientError
 from . import backoff
 from .items import Item
 
+# DynamoDB refuses an empty key, or one over 2,048 bytes, with a ValidationException.
+MAX_KEY_BYTES = 2048
+
+
+def check_id(result_id: object) -> bool:
+    """Whether result_id could name an item (else none exists); a non-string is a TypeError."""
+    if not isinstance(result_id, str):
+        raise TypeError(f"Result ids must be strings, not {result_id!r}.")
+    return 0 < len(result_id.encode()) <= MAX_KEY_BYTES
+
 
 @dataclass(frozen=True, slots=True)
 class Unwritten:

@@ -14,6 +14,9 @@ from django.tasks.exceptions import InvalidTask
 P = ParamSpec("P")
 R = TypeVar("R")
 
+# The longest wait between attempts; retry_delay() cannot overflow a timedelta under it.
+MAX_BACKOFF_SECONDS = 365 * 24 * 3600
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SQSTask(Task):  # type: ignore[type-arg]
@@ -33,16 +36,26 @@ class SQSTask(Task):  # type: ignore[type-arg]
             raise InvalidTask(f"max_attempts must be a whole number, not {self.max_attempts!r}.")
         if not 1 <= self.max_attempts <= 100:
             raise InvalidTask(f"max_attempts must be between 1 and 100, not {self.max_attempts}.")
-        if not 0 < self.retry_backoff <= self.retry_backoff_max:
+        for name in ("retry_backoff", "retry_backoff_max"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise InvalidTask(f"{name} must be a number of seconds, not {value!r}.")
+        if not 0 < self.retry_backoff <= self.retry_backoff_max <= MAX_BACKOFF_SECONDS:
             raise InvalidTask(
-                "retry_backoff must be positive and at most retry_backoff_max "
-                f"({self.retry_backoff!r} > {self.retry_backoff_max!r})."
+                "retry_backoff must be positive and at most retry_backoff_max, itself at most "
+                f"{MAX_BACKOFF_SECONDS:,} seconds (a year); got {self.retry_backoff!r} and "
+                f"{self.retry_backoff_max!r}."
             )
-        if not self.retry_on or not all(
-            isinstance(kind, type) and issubclass(kind, BaseException) for kind in self.retry_on
+        # A tuple, as isinstance() needs: a list would only fail on the worker, at the failure.
+        if (
+            not isinstance(self.retry_on, tuple)
+            or not self.retry_on
+            or not all(
+                isinstance(kind, type) and issubclass(kind, BaseException) for kind in self.retry_on
+            )
         ):
             raise InvalidTask(
-                f"retry_on must be a tuple of exception classes, not {self.retry_on!r}."
+                f"retry_on must be a non-empty tuple of exception classes, not {self.retry_on!r}."
             )
 
     def should_retry(self, exc: BaseException, attempt: int) -> bool:

@@ -33,6 +33,11 @@ def test_unknown_option_names_the_key_and_alias() -> None:
         ({"RESULT_TTL": "a week"}, r"\['RESULT_TTL'\] must be seconds or a timedelta"),
         ({"CLIENT_CONFIG": {"retries_mode": "x"}}, r"\['CLIENT_CONFIG'\] is not valid"),
         ({"QUEUE_NAME_PREFIX": 7}, r"\['QUEUE_NAME_PREFIX'\] must be a string"),
+        ({"LEASE": float("nan")}, r"\['LEASE'\] must be a finite number of seconds"),
+        ({"RESULT_TTL": float("inf")}, r"\['RESULT_TTL'\] must be a finite number of seconds"),
+        ({"RESULT_TTL": timedelta.max}, r"\['RESULT_TTL'\] must be at most 3,650 days"),
+        ({"LEASE": 10**12}, r"\['LEASE'\] must be at most 3,650 days"),
+        ({"CLIENT_CONFIG": {"retries": {"mode": "bogus"}}}, r"\['CLIENT_CONFIG'\] is not valid"),
     ],
 )
 def test_invalid_option_values_are_named(options: dict[str, object], message: str) -> None:
@@ -98,3 +103,15 @@ def test_making_a_client_leaves_the_defaults_alone() -> None:
     _backend({"REGION_NAME": "eu-west-1"}).client("sqs")
 
     assert _backend({}).config.client_config.retries == {"mode": "standard", "max_attempts": 5}
+
+
+def test_region_falls_back_to_aws_region(monkeypatch: pytest.MonkeyPatch) -> None:
+    # botocore reads only AWS_DEFAULT_REGION; ECS and other SDKs' runtimes set AWS_REGION.
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_REGION", "eu-central-1")
+
+    assert _backend({}).client("sqs").meta.region_name == "eu-central-1"
+    assert _backend({"REGION_NAME": "eu-west-1"}).client("sqs").meta.region_name == "eu-west-1"
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "ap-south-1")
+    assert _backend({}).client("sqs").meta.region_name == "ap-south-1"

@@ -6,8 +6,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from botocore.exceptions import EndpointConnectionError, ReadTimeoutError
 from django.tasks import TaskResultStatus, default_task_backend
-from django.tasks.exceptions import InvalidTask
+from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
 from django.test import override_settings
 
 from sqs_tasks.exceptions import EnqueueError, PayloadTooLarge
@@ -51,6 +52,37 @@ def test_invalid_task_options_are_refused(stack: Stack) -> None:
         tasks.add.using(queue_name="nope").enqueue(1, 2)
     with pytest.raises(InvalidTask, match="run_after must be an aware datetime"):
         tasks.add.using(run_after=datetime.now()).enqueue(1, 2)
+
+
+@pytest.mark.parametrize(("priority", "stored"), [(5.0, "5"), (True, "1"), (-3, "-3")])
+def test_any_whole_number_priority_runs(stack: Stack, priority: object, stored: str) -> None:
+    # Django accepts a whole number of any type: it must not make a message no worker reads.
+    result = tasks.add.using(priority=priority).enqueue(2, 3)
+    drain()
+
+    assert _backend().store.get(result.id)["priority"] == {"N": stored}
+    result.refresh()
+    assert result.status == TaskResultStatus.SUCCESSFUL
+    assert result.task.priority == int(stored)
+
+
+def test_naive_run_after_without_use_tz_is_in_time_zone(stack: Stack) -> None:
+    with override_settings(USE_TZ=False, TIME_ZONE="Asia/Kolkata"):
+        result = tasks.add.using(run_after=datetime(2030, 1, 1, 5, 30)).enqueue(1, 1)
+
+    item = _backend().store.get(result.id)
+    assert item["run_after"] == {"S": "2030-01-01T00:00:00.000000+00:00"}
+
+
+@pytest.mark.parametrize("bad", ["", "x" * 2049])
+def test_ids_no_item_can_have_do_not_exist(stack: Stack, bad: str) -> None:
+    # DynamoDB refuses such keys with a ValidationException: a view's 404 must still work.
+    with pytest.raises(TaskResultDoesNotExist):
+        _backend().get_result(bad)
+    with pytest.raises(TaskResultDoesNotExist, match="1 of 2 results do not exist"):
+        _backend().get_results([bad, tasks.add.enqueue(1, 1).id])
+    with pytest.raises(TypeError, match="Result ids must be strings, not 123"):
+        _backend().get_result(123)
 
 
 def test_happy_path_item_is_small_and_readable(stack: Stack) -> None:
@@ -108,6 +140,60 @@ def test_failed_send_marks_the_result_failed(stack: Stack) -> None:
         "S": "sqs_tasks.exceptions.EnqueueError"
     }
     assert item["failure_pk"]["S"].startswith("emails#")
+
+
+def test_a_send_that_went_after_all_is_not_called_failed(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queue = _backend().queue
+    send = queue.send
+
+    def sent_then_timed_out(*args: Any, **kwargs: Any) -> None:
+        send(*args, **kwargs)
+        drain()  # A worker got the message before the caller heard back.
+        raise ReadTimeoutError(endpoint_url="https://sqs")
+
+    monkeypatch.setattr(queue, "send", sent_then_timed_out)
+    with pytest.raises(EnqueueError, match="not marked FAILED: no READY result") as raised:
+        tasks.add.enqueue(2, 3)
+
+    (item,) = _scan()
+    assert item["status"] == {"S": "SUCCESSFUL"}
+    assert item["id"]["S"] in str(raised.value)
+
+
+def test_a_result_that_cannot_be_marked_failed_says_so(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _backend().client("sqs").delete_queue(QueueUrl=_backend().queue.url("emails"))
+    store = _backend().store
+
+    def unreachable(*args: Any, **kwargs: Any) -> bool:
+        raise EndpointConnectionError(endpoint_url="https://dynamodb")
+
+    monkeypatch.setattr(store, "fail_abandoned", unreachable)
+    with pytest.raises(EnqueueError, match=r"not marked FAILED .*: it may stay READY"):
+        tasks.send_email.enqueue("lost@example.com")
+
+
+def test_a_put_that_landed_but_timed_out_leaves_no_ready_orphan(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = _backend().store
+    put = store.put_new
+
+    def landed_then_timed_out(item: dict[str, Any]) -> None:
+        put(item)
+        raise ReadTimeoutError(endpoint_url="https://dynamodb")
+
+    monkeypatch.setattr(store, "put_new", landed_then_timed_out)
+    with pytest.raises(ReadTimeoutError):
+        tasks.add.enqueue(2, 3)
+
+    (item,) = _scan()
+    assert item["status"] == {"S": "FAILED"}
+    assert "could not be stored" in item["errors"]["L"][0]["M"]["traceback"]["S"]
+    assert queue_depth() == 0
 
 
 def test_failures_are_listed_from_the_sparse_index(stack: Stack) -> None:

@@ -97,7 +97,12 @@ def test_without_the_option_failure_is_final(stack: Stack) -> None:
         ({"max_attempts": 0}, "max_attempts must be between 1 and 100"),
         ({"max_attempts": 2.5}, "max_attempts must be a whole number"),
         ({"retry_backoff": 10, "retry_backoff_max": 5}, "retry_backoff must be positive"),
-        ({"retry_on": (ValueError, "nope")}, "retry_on must be a tuple of exception classes"),
+        ({"retry_on": (ValueError, "nope")}, "retry_on must be a non-empty tuple of exception"),
+        # isinstance() refuses a list: it would only fail on the worker, at the first failure.
+        ({"retry_on": [ValueError]}, r"retry_on must be a non-empty tuple .*\[<class"),
+        ({"retry_backoff": float("inf"), "retry_backoff_max": float("inf")}, "at most 31,536,000"),
+        ({"retry_backoff": float("nan")}, "retry_backoff must be positive"),
+        ({"retry_backoff_max": "60"}, "retry_backoff_max must be a number of seconds"),
     ],
 )
 def test_bad_retry_settings_are_refused_at_definition(
