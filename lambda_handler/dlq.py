@@ -20,6 +20,7 @@ from django.tasks import task_backends  # noqa: E402
 from sqs_tasks.exceptions import WorkerLost  # noqa: E402
 from sqs_tasks.items import task_error  # noqa: E402
 from sqs_tasks.message import MessageError, decode  # noqa: E402
+from sqs_tasks.store import RUNNING  # noqa: E402
 
 logger = logging.getLogger("sqs_tasks.dlq")
 # A refused body can still carry a genuine signature (a tampered copy keeps the original's);
@@ -47,14 +48,21 @@ def record_handler(record: SQSRecord) -> None:
     )
     error = task_error(lost)
     store: Any = task_backends[envelope.backend].store  # type: ignore[attr-defined]
-    if store.fail_abandoned(
-        envelope.result_id, error, queue_name=envelope.queue_name, now=datetime.now(UTC)
-    ):
+    now = datetime.now(UTC)
+    if store.fail_abandoned(envelope.result_id, error, queue_name=envelope.queue_name, now=now):
         logger.error("Result %s FAILED: message dead-lettered", envelope.result_id)
-    else:
-        logger.info(
-            "Dead letter for result %s: finished or running, left alone", envelope.result_id
-        )
+        return
+    item = store.get(envelope.result_id)
+    lease = item.get("lease_until") if item is not None else None
+    if item is not None and item["status"]["S"] == RUNNING and lease is not None:
+        # This letter is the result's last message: kept until the lease says whether its
+        # worker finishes (the letter is then dropped) or died (the result is then FAILED).
+        raise LeaseLive(f"result {envelope.result_id} is running under a lease until {lease['S']}")
+    logger.info("Dead letter for result %s: finished or waiting, left alone", envelope.result_id)
+
+
+class LeaseLive(Exception):
+    """The dead letter's result is running under a live lease: the letter comes back later."""
 
 
 def handler(event: dict[str, Any], context: Any) -> PartialItemFailureResponse:

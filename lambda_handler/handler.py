@@ -15,11 +15,12 @@ from lambda_handler.boot import batch_processor, start
 start()
 
 from sqs_tasks.message import peek_priority  # noqa: E402  (needs Django set up)
-from sqs_tasks.runner import Redeliver, run_message  # noqa: E402
+from sqs_tasks.runner import Redeliver, run_message, send_again  # noqa: E402
 
 logger = logging.getLogger("sqs_tasks.handler")
 
-# Below this much time left, a record is not started: it comes back in a later invocation.
+# Below this much time left, a record is not started: it goes back to its queue as a fresh
+# message, so the receives that dead-letter a message count only attempts that ran.
 MIN_REMAINING = timedelta(seconds=2)
 
 
@@ -28,7 +29,13 @@ def record_handler(record: SQSRecord, lambda_context: Any) -> None:
     remaining = timedelta(milliseconds=lambda_context.get_remaining_time_in_millis())
     try:
         if remaining < MIN_REMAINING:
-            raise Redeliver(f"only {remaining} left in this invocation")
+            send_again(record.body)
+            logger.info("Record %s not started, %s left: sent again", record.message_id, remaining)
+            # sqs_tasks_worker's context counts these; Lambda's has no such method.
+            counted = getattr(lambda_context, "record_sent_again", None)
+            if counted is not None:
+                counted()
+            return
         run_message(record.body, worker_id=lambda_context.aws_request_id, remaining=remaining)
     except Redeliver as e:
         logger.info("Record %s left for redelivery: %s", record.message_id, e)

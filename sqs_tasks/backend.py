@@ -19,7 +19,7 @@ from django.tasks.exceptions import TaskResultDoesNotExist
 from django.tasks.signals import task_enqueued
 
 from .backoff import maybe_applied
-from .conf import ENV_QUEUE_PREFIX, ENV_TABLE, parse_options
+from .conf import ENV_TABLE, parse_options
 from .exceptions import EnqueueError, PayloadTooLarge
 from .items import (
     MAX_ITEM_BYTES,
@@ -84,8 +84,7 @@ class SQSBackend(BaseTaskBackend):
                         self._session = new_session()
                     region = self.config.region_name
                     if region is None and self._session.get_config_variable("region") is None:
-                        # botocore reads AWS_DEFAULT_REGION; other SDKs and runtimes set this.
-                        region = os.environ.get("AWS_REGION") or None
+                        region = os.environ.get("AWS_REGION")  # botocore reads only the default
                     client = self._session.create_client(
                         service,
                         region_name=region,
@@ -236,38 +235,9 @@ class SQSBackend(BaseTaskBackend):
 
     def check(self, **kwargs: Any) -> list[checks.CheckMessage]:
         """Configuration problems that would make every enqueue fail."""
-        errors: list[checks.CheckMessage] = []
-        if not self.config.table_name:
-            errors.append(
-                checks.Error(
-                    f"Task backend {self.alias!r} has no results table.",
-                    hint=f"Set OPTIONS['TABLE_NAME'] or the {ENV_TABLE} environment variable.",
-                    id="sqs_tasks.E001",
-                )
-            )
-        if self.config.queue_name_prefix is None:
-            missing = sorted(self.queues - set(self.config.queue_urls))
-            if missing:
-                errors.append(
-                    checks.Error(
-                        f"Task backend {self.alias!r} has no SQS queue for "
-                        f"{', '.join(map(repr, missing))}.",
-                        hint=(
-                            "Map each of QUEUES in OPTIONS['QUEUE_URLS'], or set "
-                            f"OPTIONS['QUEUE_NAME_PREFIX'] or {ENV_QUEUE_PREFIX}."
-                        ),
-                        id="sqs_tasks.E002",
-                    )
-                )
-        if not self.queues:
-            errors.append(
-                checks.Error(
-                    f"Task backend {self.alias!r} has an empty QUEUES list.",
-                    hint="List the Django queue names this backend sends to.",
-                    id="sqs_tasks.E003",
-                )
-            )
-        return errors
+        from .checks import backend_errors
+
+        return [*super().check(**kwargs), *backend_errors(self)]
 
     def enqueue_many(self, entries: Iterable[BulkEntry]) -> list[TaskResult[..., Any]]:
         """Enqueue (task, args, kwargs) entries in batches; results come back in input order."""

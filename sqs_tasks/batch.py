@@ -41,8 +41,8 @@ class WorkerContext:
     """The parts of a Lambda context the handler reads, for one batch.
 
     The remaining time runs out with the batch's visibility timeout. Once the worker is
-    stopping it is 0, so the handler starts no further record: each is reported failed
-    (Redeliver, nothing claimed) and the worker hands it straight back.
+    stopping it is 0, so the handler starts no further record: it sends each back to its
+    queue as a fresh message, nothing claimed.
     """
 
     function_name = "sqs-tasks-worker"
@@ -54,8 +54,11 @@ class WorkerContext:
         self.aws_request_id = worker_id
         self._deadline = deadline  # time.monotonic() at which the batch's visibility ends
         self._stopping = stopping
-        # Whether a record was refused because the worker is stopping.
-        self.stopped = False
+        self.sent_again = 0  # records the handler put back on the queue, never started
+
+    def record_sent_again(self) -> None:
+        """Called by the handler for each record it sent back to its queue unstarted."""
+        self.sent_again += 1
 
     def extend(self, deadline: float) -> None:
         """Move the deadline later: the batch's messages were hidden for longer."""
@@ -64,7 +67,6 @@ class WorkerContext:
     def get_remaining_time_in_millis(self) -> int:
         """What is left of the batch's visibility timeout; 0 once the worker is stopping."""
         if self._stopping.is_set():
-            self.stopped = True
             return 0
         return max(0, int((self._deadline - time.monotonic()) * 1000))
 
@@ -77,7 +79,7 @@ class WorkerStats:
     batches: int = 0
     deleted: int = 0  # succeeded (or dropped as duplicates): deleted from the queue
     backed_off: int = 0  # reported failed: hidden for a backoff, delivered again later
-    released: int = 0  # received but not started when the worker stopped: visible again now
+    released: int = 0  # received but not started when the worker stopped: on the queue again
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, **counts: int) -> None:
@@ -130,21 +132,19 @@ class BatchRunner:
             failed_ids = {m["MessageId"] for m in messages}
         done = [m for m in messages if m["MessageId"] not in failed_ids]
         failed = [m for m in messages if m["MessageId"] in failed_ids]
-        self.stats.add(deleted=len(delete_messages(sqs, url, done)))
-        if failed and context.stopped:
-            # Records refused because the worker is stopping were never started.
-            self.stats.add(released=change_visibility(sqs, url, failed, lambda m: 0))
-        elif failed:
+        deleted = len(delete_messages(sqs, url, done))
+        # A record sent back as a fresh message succeeded for SQS, but it did not run.
+        self.stats.add(deleted=max(0, deleted - context.sent_again), released=context.sent_again)
+        if failed:
             changed = change_visibility(sqs, url, failed, self._backoff)
             self.stats.add(backed_off=changed)
         logger.info(
-            "Worker %s: %s messages from %s, %s done, %s failed%s",
+            "Worker %s: %s messages from %s, %s done, %s failed",
             worker_id,
             len(messages),
             queue_name,
             len(done),
             len(failed),
-            " (handed back: stopping)" if failed and context.stopped else "",
         )
 
     def _backoff(self, message: Message) -> int:

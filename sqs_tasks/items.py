@@ -23,7 +23,10 @@ FAILURE_SHARDS = 8
 # DynamoDB refuses items over 400 KB.
 MAX_ITEM_BYTES = 400 * 1024
 # A traceback's tail holds the exception; the head is the least useful part to keep.
-MAX_TRACEBACK_CHARS = 16_000
+MAX_TRACEBACK_BYTES = 16_000
+# What a write besides the errors may still add to an item (status, timestamps, TTL).
+WRITE_HEADROOM_BYTES = 2048
+DROPPED_TRACEBACK = "(traceback dropped: the result reached DynamoDB's 400 KB item limit)"
 
 
 def timestamp(moment: datetime) -> str:
@@ -92,14 +95,33 @@ def task_error(exc: BaseException) -> TaskError:
 def error_value(error: TaskError) -> dict[str, Any]:
     """A TaskError as a DynamoDB map."""
     traceback = error.traceback
-    if len(traceback) > MAX_TRACEBACK_CHARS:
-        traceback = "...(truncated)\n" + traceback[-MAX_TRACEBACK_CHARS:]
+    encoded = traceback.encode()
+    if len(encoded) > MAX_TRACEBACK_BYTES:
+        # By bytes, not characters: 16,000 CJK characters would be 48 KB.
+        tail = encoded[-MAX_TRACEBACK_BYTES:].decode(errors="ignore")
+        traceback = "...(truncated)\n" + tail
     return {
         "M": {
             "exception_class_path": {"S": error.exception_class_path},
             "traceback": {"S": traceback},
         }
     }
+
+
+def errors_with(item: Item, error: TaskError) -> dict[str, Any]:
+    """item's errors plus error, as a list that keeps the item under DynamoDB's limit."""
+    errors = [*item.get("errors", {"L": []})["L"], error_value(error)]
+    room = MAX_ITEM_BYTES - WRITE_HEADROOM_BYTES
+    room -= item_size({name: value for name, value in item.items() if name != "errors"})
+    room -= len(b"errors")
+    # Oldest tracebacks go first; every error keeps its exception class.
+    for entry in errors:
+        if _value_size({"L": errors}) <= room:
+            break
+        entry["M"] = {**entry["M"], "traceback": {"S": DROPPED_TRACEBACK}}
+    while len(errors) > 1 and _value_size({"L": errors}) > room:
+        errors.pop(0)  # Arguments at the limit: the newest errors are the ones worth keeping.
+    return {"L": errors}
 
 
 def ready_result[**P, R](
@@ -134,8 +156,8 @@ def load_task(path: str) -> Task[..., Any]:
     """Import the Task at path; anything else (a plain callable, a module) is refused."""
     try:
         obj = import_string(path)
-    except ImportError as e:
-        raise InvalidTaskPath(f"{path!r} cannot be imported: {e}") from e
+    except Exception as e:  # A module that raises on import is refused as one that is absent.
+        raise InvalidTaskPath(f"{path!r} cannot be imported: {e!r}") from e
     if not isinstance(obj, Task):
         raise InvalidTaskPath(f"{path!r} is not a Task (it is {type(obj).__name__})")
     if obj.module_path != path:

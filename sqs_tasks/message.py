@@ -108,7 +108,10 @@ def decode(body: str) -> Envelope:
     except BadSignature:
         # Not chained: BadSignature quotes the signature, and a logged traceback of a tampered
         # copy would then carry the genuine signature it kept.
-        raise MessageError("message signature does not match: refused") from None
+        raise MessageError(
+            "message signature does not match (a SECRET_KEY other than the sender's, or a "
+            "changed body): refused"
+        ) from None
     return Envelope(
         result_id=fields["id"],
         backend=fields["backend"],

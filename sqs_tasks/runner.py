@@ -104,6 +104,13 @@ def run_message(body: str, *, worker_id: str, remaining: timedelta | None = None
         current_task.reset(token)
 
 
+def send_again(body: str) -> None:
+    """Put an unstarted message back on its queue as a fresh one, due now."""
+    envelope = decode(body)  # Only a genuine message goes back.
+    backend: Any = task_backends[envelope.backend]
+    backend.queue.send(envelope.queue_name, body)
+
+
 def _not_claimed(backend: Any, envelope: Envelope, item: Item | None, now: datetime) -> None:
     if item is None:
         logger.warning("No result %s: message dropped, nothing run", envelope.result_id)
@@ -129,46 +136,61 @@ def _not_claimed(backend: Any, envelope: Envelope, item: Item | None, now: datet
 def _execute(backend: Any, envelope: Envelope, result: TaskResult[..., Any], item: Item) -> None:
     """Run the task like django.tasks' ImmediateBackend, recording the outcome first."""
     task = result.task
-    store = backend.store
     close_old_connections()
-    task_started.send(sender=type(backend), task_result=result)
     try:
+        # Inside the try: a raising receiver ends this attempt truthfully, not RUNNING.
+        task_started.send(sender=type(backend), task_result=result)
         if task.takes_context:
             raw = task.call(TaskContext(task_result=result), *result.args, **result.kwargs)
         else:
             raw = task.call(*result.args, **result.kwargs)
-        return_value = normalize_json(raw)
-        return_json = dumps(return_value)
-        size = item_size(item) + len(return_json.encode()) + 64
-        if size > MAX_ITEM_BYTES:
-            raise ResultTooLarge(
-                f"return value makes the result {size:,} bytes; the limit is {MAX_ITEM_BYTES:,}"
-            )
     except KeyboardInterrupt:
         # If the user tried to terminate, let them; the lease lets another worker retry.
         raise
     except BaseException as e:
-        error = task_error(e)
         if isinstance(task, SQSTask) and task.should_retry(e, result.attempts):
-            _retry(backend, envelope, result, item, error)
-            return
-        finished = datetime.now(UTC)
-        recorded = store.finish(item, now=finished, error=error)
-        object.__setattr__(result, "finished_at", finished)
-        object.__setattr__(result, "status", TaskResultStatus.FAILED)
-        result.errors.append(error)
-        _warn_superseded(result, recorded)
-        task_finished.send(type(backend), task_result=result)
+            _retry(backend, envelope, result, item, task_error(e))
+        else:
+            _finish(backend, result, item, error=task_error(e))
+        return
     else:
-        finished = datetime.now(UTC)
-        recorded = store.finish(item, now=finished, return_json=return_json)
-        object.__setattr__(result, "finished_at", finished)
-        object.__setattr__(result, "status", TaskResultStatus.SUCCESSFUL)
+        try:
+            return_value = normalize_json(raw)
+            return_json = dumps(return_value)
+            size = item_size(item) + len(return_json.encode()) + 64
+            if size > MAX_ITEM_BYTES:
+                raise ResultTooLarge(
+                    f"return value makes the result {size:,} bytes; the limit is {MAX_ITEM_BYTES:,}"
+                )
+        except Exception as e:
+            # The body did run: a return value that cannot be stored fails it, never retried.
+            _finish(backend, result, item, error=task_error(e))
+            return
         object.__setattr__(result, "_return_value", return_value)
-        _warn_superseded(result, recorded)
-        task_finished.send(type(backend), task_result=result)
+        _finish(backend, result, item, return_json=return_json)
     finally:
         close_old_connections()
+
+
+def _finish(
+    backend: Any,
+    result: TaskResult[..., Any],
+    item: Item,
+    *,
+    return_json: str | None = None,
+    error: TaskError | None = None,
+) -> None:
+    """Record the attempt's outcome, then tell task_finished's receivers as Django does."""
+    finished = datetime.now(UTC)
+    recorded = backend.store.finish(item, now=finished, return_json=return_json, error=error)
+    object.__setattr__(result, "finished_at", finished)
+    if error is None:
+        object.__setattr__(result, "status", TaskResultStatus.SUCCESSFUL)
+    else:
+        object.__setattr__(result, "status", TaskResultStatus.FAILED)
+        result.errors.append(error)
+    _warn_superseded(result, recorded)
+    task_finished.send(type(backend), task_result=result)
 
 
 def _retry(

@@ -11,7 +11,15 @@ from botocore.exceptions import ClientError
 from django.tasks import TaskResultStatus
 from django.tasks.base import TaskError
 
-from .items import FAILURE_SHARDS, Item, error_value, expiry, failure_partition, timestamp
+from .items import (
+    FAILURE_SHARDS,
+    Item,
+    error_value,
+    errors_with,
+    expiry,
+    failure_partition,
+    timestamp,
+)
 from .table import Table
 
 READY = TaskResultStatus.READY.value
@@ -60,22 +68,28 @@ class ResultStore(Table):
 
     def claim(self, result_id: str, worker_id: str, now: datetime, lease_until: datetime) -> Claim:
         """Take a due result for one attempt; returns the new item or the one that refused."""
+        values: dict[str, Any] = {
+            ":ready": {"S": READY},
+            ":running": {"S": RUNNING},
+            ":now": {"S": timestamp(now)},
+            ":lease": {"S": timestamp(lease_until)},
+            ":one": {"N": "1"},
+            ":worker": {"L": [{"S": worker_id}]},
+        }
+        sets = (
+            "SET #status = :running, worker_ids = list_append(worker_ids, :worker),"
+            " started_at = if_not_exists(started_at, :now),"
+            " last_attempted_at = :now, lease_until = :lease"
+        )
+        expires = expiry(lease_until, self.ttl)  # The TTL must never delete a running result.
+        if expires is not None:
+            values[":exp"] = expires
+            sets += ", expires_at = :exp"
         claimed, response = self._update(
             Key={"id": {"S": result_id}},
-            UpdateExpression=(
-                "SET #status = :running, worker_ids = list_append(worker_ids, :worker),"
-                " started_at = if_not_exists(started_at, :now),"
-                " last_attempted_at = :now, lease_until = :lease ADD attempts :one"
-            ),
+            UpdateExpression=f"{sets} ADD attempts :one",
             ConditionExpression=COND_CLAIMABLE,
-            ExpressionAttributeValues={
-                ":ready": {"S": READY},
-                ":running": {"S": RUNNING},
-                ":now": {"S": timestamp(now)},
-                ":lease": {"S": timestamp(lease_until)},
-                ":one": {"N": "1"},
-                ":worker": {"L": [{"S": worker_id}]},
-            },
+            ExpressionAttributeValues=values,
             ReturnValues="ALL_NEW",
             ReturnValuesOnConditionCheckFailure="ALL_OLD",
         )
@@ -101,7 +115,7 @@ class ResultStore(Table):
             done["return_value"] = {"S": return_json if return_json is not None else "null"}
         else:
             done["status"] = {"S": FAILED}
-            done["errors"] = {"L": [*item.get("errors", {"L": []})["L"], error_value(error)]}
+            done["errors"] = errors_with(item, error)
             done["failure_pk"] = {"S": failure_partition(item["queue_name"]["S"], item["id"]["S"])}
         expires = expiry(now, self.ttl)
         if expires is not None:
@@ -125,34 +139,44 @@ class ResultStore(Table):
 
     def extend_lease(self, result_id: str, attempts: dict[str, str], until: datetime) -> bool:
         """Push a running attempt's lease to until; False once the attempt no longer holds it."""
+        values: dict[str, Any] = {
+            ":running": {"S": RUNNING},
+            ":attempt": attempts,
+            ":lease": {"S": timestamp(until)},
+        }
+        sets = "SET lease_until = :lease"
+        expires = expiry(until, self.ttl)
+        if expires is not None:
+            values[":exp"] = expires
+            sets += ", expires_at = :exp"
         extended, _ = self._update(
             Key={"id": {"S": result_id}},
-            UpdateExpression="SET lease_until = :lease",
+            UpdateExpression=sets,
             ConditionExpression=COND_OWNER,
-            ExpressionAttributeValues={
-                ":running": {"S": RUNNING},
-                ":attempt": attempts,
-                ":lease": {"S": timestamp(until)},
-            },
+            ExpressionAttributeValues=values,
         )
         return extended
 
     def retry(self, item: Item, *, now: datetime, error: TaskError, run_after: datetime) -> bool:
         """Put a failed attempt back to READY until run_after; False if it lost its claim."""
+        values: dict[str, Any] = {
+            ":ready": {"S": READY},
+            ":running": {"S": RUNNING},
+            ":attempt": item["attempts"],
+            ":run_after": {"S": timestamp(run_after)},
+            # The whole list, fitted to the item limit: while COND_OWNER holds it is the claim's.
+            ":errors": errors_with(item, error),
+        }
+        sets = "SET #status = :ready, run_after = :run_after, errors = :errors"
+        expires = expiry(run_after, self.ttl)  # A waiting result must outlive its wait.
+        if expires is not None:
+            values[":exp"] = expires
+            sets += ", expires_at = :exp"
         updated, _ = self._update(
             Key={"id": item["id"]},
-            UpdateExpression=(
-                "SET #status = :ready, run_after = :run_after,"
-                " errors = list_append(errors, :error) REMOVE lease_until"
-            ),
+            UpdateExpression=f"{sets} REMOVE lease_until",
             ConditionExpression=COND_OWNER,
-            ExpressionAttributeValues={
-                ":ready": {"S": READY},
-                ":running": {"S": RUNNING},
-                ":attempt": item["attempts"],
-                ":run_after": {"S": timestamp(run_after)},
-                ":error": {"L": [error_value(error)]},
-            },
+            ExpressionAttributeValues=values,
         )
         return updated
 

@@ -12,8 +12,9 @@ same code (lambda_handler.handler -> sqs_tasks.runner.run_message) on ECS, EC2 o
 - what the handler reports in batchItemFailures is hidden for an exponential backoff on its
   receive count (ChangeMessageVisibility); everything else is deleted (DeleteMessageBatch);
 - stop() (SIGTERM/SIGINT in the management command) stops receiving, lets the record each
-  batch is running finish, and hands back at once (visibility 0) every message received but
-  not started, so nothing waits out a visibility timeout and nothing runs twice.
+  batch is running finish, and hands back at once every message received but not started
+  (the handler sends a running batch's others again; a batch not begun is made visible), so
+  nothing waits out a visibility timeout and nothing runs twice.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ logger = logging.getLogger("sqs_tasks.worker")
 MAX_BATCH_SIZE = 10
 MAX_WAIT_TIME = 20
 MAX_VISIBILITY_TIMEOUT = 43_200
+# The handler starts no record with under 2 s left: below this, a batch would run nothing.
+MIN_VISIBILITY_TIMEOUT = 10
 # After a failed ReceiveMessage (network, throttling), wait this long before polling again.
 RECEIVE_ERROR_PAUSE = 5.0
 
@@ -69,10 +72,12 @@ class Worker:
             raise ValueError(f"batch size must be 1 to {MAX_BATCH_SIZE}, not {batch_size}")
         if not 0 <= wait_time <= MAX_WAIT_TIME:
             raise ValueError(f"wait time must be 0 to {MAX_WAIT_TIME} seconds, not {wait_time}")
-        if visibility_timeout is not None and not 1 <= visibility_timeout <= MAX_VISIBILITY_TIMEOUT:
+        if visibility_timeout is not None and not (
+            MIN_VISIBILITY_TIMEOUT <= visibility_timeout <= MAX_VISIBILITY_TIMEOUT
+        ):
             raise ValueError(
-                f"visibility timeout must be 1 to {MAX_VISIBILITY_TIMEOUT} seconds, "
-                f"not {visibility_timeout}"
+                f"visibility timeout must be {MIN_VISIBILITY_TIMEOUT} to "
+                f"{MAX_VISIBILITY_TIMEOUT} seconds, not {visibility_timeout}"
             )
         if not 0 < backoff_base <= backoff_max:
             raise ValueError("backoff must be positive and at most its cap")
@@ -141,7 +146,13 @@ class Worker:
                 attributes = sqs.get_queue_attributes(
                     QueueUrl=url, AttributeNames=["VisibilityTimeout"]
                 )["Attributes"]
-                self._visibility[name] = int(attributes["VisibilityTimeout"])
+                visibility = int(attributes["VisibilityTimeout"])
+                if visibility < MIN_VISIBILITY_TIMEOUT:
+                    raise ValueError(
+                        f"queue {name!r} hides a received message for {visibility} s; the "
+                        f"worker needs at least {MIN_VISIBILITY_TIMEOUT} (--visibility-timeout)"
+                    )
+                self._visibility[name] = visibility
 
     def run(self) -> WorkerStats:
         """Poll and run batches until stop() (or, with until_empty, until nothing is left)."""

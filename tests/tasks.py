@@ -107,6 +107,30 @@ def picky() -> None:
     raise PermissionError("not retried")
 
 
+@retry(max_attempts=3, retry_backoff=1, retry_backoff_max=1)
+@task
+def charge(order: int) -> object:
+    """Succeeds with a side effect, then returns what JSON cannot hold."""
+    runs["charge"] += 1
+    return {"order": order, "tags": {"paid"}}
+
+
+@retry(max_attempts=3, retry_backoff=1, retry_backoff_max=1)
+@task
+def export() -> str:
+    """Succeeds, then returns more than a result item may hold."""
+    runs["export"] += 1
+    return "x" * 500_000
+
+
+@retry(max_attempts=3, retry_backoff=1, retry_backoff_max=1)
+@task
+def bulky_failure(blob: str, width: int) -> None:
+    """Carries arguments near the item limit and fails with a long CJK message every time."""
+    runs["bulky_failure"] += 1
+    raise ValueError("错" * width)
+
+
 # A long task without a long test: it runs until the test releases it.
 hold_started = threading.Event()
 hold_release = threading.Event()

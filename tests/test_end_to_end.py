@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.tasks import TaskResultStatus, default_task_backend
@@ -11,6 +11,7 @@ from django.tasks.exceptions import TaskResultDoesNotExist
 from django.tasks.signals import task_enqueued, task_finished, task_started
 
 from sqs_tasks.backend import SQSBackend
+from sqs_tasks.items import task_error
 from sqs_tasks.testing import Stack, drain
 from tests import tasks
 
@@ -196,3 +197,19 @@ def test_result_expires_after_its_ttl(stack: Stack) -> None:
     result.refresh()
     expires = int(item["expires_at"]["N"])
     assert expires == int((result.finished_at + timedelta(days=14)).timestamp())
+
+
+def test_no_waiting_or_running_result_expires_before_its_ttl(stack: Stack) -> None:
+    # RESULT_TTL counts from the end: a claim or a retry moves the expiry past its wait.
+    store = default_task_backend.store  # type: ignore[attr-defined]
+    result = tasks.add.enqueue(1, 1)
+    now = datetime.now(UTC)
+    lease = now + timedelta(days=30)
+
+    claim = store.claim(result.id, "w", now, lease)
+    assert int(claim.item["expires_at"]["N"]) == int((lease + timedelta(days=14)).timestamp())
+    later = now + timedelta(days=60)
+    error = task_error(RuntimeError("again"))
+    assert store.retry(claim.item, now=now, error=error, run_after=later)
+    item = store.get(result.id)
+    assert int(item["expires_at"]["N"]) == int((later + timedelta(days=14)).timestamp())

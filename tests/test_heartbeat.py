@@ -123,7 +123,7 @@ def test_a_worker_beats_while_its_batch_runs(stack: Stack, monkeypatch: pytest.M
     monkeypatch.setattr(Heartbeat, "beat", beat_and_tell)
     backend: Any = default_task_backend
     result = tasks.hold.enqueue()
-    worker = Worker(wait_time=0, until_empty=True, visibility_timeout=3)
+    worker = Worker(wait_time=0, until_empty=True, visibility_timeout=10)
     running = threading.Thread(target=worker.run)
     running.start()
     try:
@@ -136,6 +136,6 @@ def test_a_worker_beats_while_its_batch_runs(stack: Stack, monkeypatch: pytest.M
 
     result.refresh()
     assert (result.status, result.attempts) == (TaskResultStatus.SUCCESSFUL, 1)
-    # Claimed with 3 s left, so leased to start + 33 s; the beat, a second later, to + 34 s.
+    # Claimed with 10 s left, so leased to start + 40 s; the beat, 3.3 s later, to + 43.3 s.
     assert result.started_at is not None
-    assert leased > timestamp(result.started_at + timedelta(seconds=3 + 30))
+    assert leased > timestamp(result.started_at + timedelta(seconds=10 + 30))

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from django.tasks import TaskResultStatus, default_task_backend
+from django.tasks.signals import task_started
 
 from lambda_handler import dlq
 from lambda_handler.boot import configure_logging
@@ -73,9 +74,13 @@ def test_no_task_starts_without_time_to_run(stack: Stack) -> None:
     response = handler({"Records": _records()}, _ShortContext())
     result.refresh()
 
-    assert len(response["batchItemFailures"]) == 1
+    # Not a failure: a fresh message, so a receive that ran nothing never counts towards the DLQ.
+    assert response["batchItemFailures"] == []
     assert tasks.runs["late"] == 0
     assert result.status == TaskResultStatus.READY
+    (record,) = _records()
+    assert record["attributes"]["ApproximateReceiveCount"] == "1"
+    assert json.loads(record["body"])["id"] == result.id
 
 
 def test_dead_letter_of_an_abandoned_result_fails_it(stack: Stack) -> None:
@@ -102,13 +107,52 @@ def test_dead_letter_leaves_finished_and_running_results_alone(stack: Stack) -> 
     claim = _backend().store.claim(finished.id, "done", now, now + timedelta(minutes=5))
     _backend().store.finish(claim.item, now=now, return_json="4")
 
-    dlq.handler({"Records": records}, DrainContext())
+    response = dlq.handler({"Records": records}, DrainContext())
     running.refresh()
     finished.refresh()
 
     assert running.status == TaskResultStatus.RUNNING
     assert finished.status == TaskResultStatus.SUCCESSFUL
     assert finished.return_value == 4
+    # The running result's letter is its last message: kept until the lease has its say.
+    kept = {r["messageId"] for r in records if running.id in r["body"]}
+    assert {f["itemIdentifier"] for f in response["batchItemFailures"]} == kept
+
+
+def test_a_kept_dead_letter_fails_the_result_once_its_lease_lapses(
+    stack: Stack, time_machine: Any
+) -> None:
+    time_machine.move_to(datetime.now(UTC), tick=True)
+    result = tasks.add.enqueue(1, 1)
+    records = _records()
+    now = datetime.now(UTC)
+    _backend().store.claim(result.id, "alive", now, now + timedelta(minutes=5))
+    assert len(dlq.handler({"Records": records}, DrainContext())["batchItemFailures"]) == 1
+
+    time_machine.shift(timedelta(minutes=6))  # Its worker died: the lease lapsed.
+    assert dlq.handler({"Records": records}, DrainContext())["batchItemFailures"] == []
+    result.refresh()
+
+    assert result.status == TaskResultStatus.FAILED
+    assert result.errors[0].exception_class_path == "sqs_tasks.exceptions.WorkerLost"
+
+
+def test_a_raising_task_started_receiver_fails_the_attempt(stack: Stack) -> None:
+    def broken(sender: Any, task_result: Any, **kwargs: Any) -> None:
+        raise RuntimeError("metrics backend down")
+
+    task_started.connect(broken)
+    try:
+        result = tasks.count.enqueue("watched")
+        drain()
+    finally:
+        task_started.disconnect(broken)
+    result.refresh()
+
+    assert result.status == TaskResultStatus.FAILED
+    assert result.attempts == 1
+    assert "metrics backend down" in result.errors[0].traceback
+    assert tasks.runs["watched"] == 0
 
 
 def test_a_lambda_container_makes_its_dynamodb_client_during_init() -> None:

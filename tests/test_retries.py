@@ -11,6 +11,7 @@ from django.tasks import TaskResultStatus, default_task_backend, task
 from django.tasks.exceptions import InvalidTask
 
 from sqs_tasks import SQSTask, retry
+from sqs_tasks.items import MAX_ITEM_BYTES, item_size
 from sqs_tasks.testing import Stack, drain
 from tests import tasks
 
@@ -138,3 +139,42 @@ def test_backoff_doubles_with_jitter_and_a_cap() -> None:
         delays = {retried.retry_delay(attempt).total_seconds() for _ in range(50)}
         assert all(ceiling / 2 <= d <= ceiling for d in delays), (attempt, delays)
         assert len(delays) > 1  # jittered
+
+
+@pytest.mark.parametrize(
+    ("retried", "error"),
+    [(tasks.charge, "builtins.TypeError"), (tasks.export, "sqs_tasks.exceptions.ResultTooLarge")],
+)
+def test_a_body_that_ran_is_not_retried_for_its_return_value(
+    stack: Stack, time_machine: Any, retried: Any, error: str
+) -> None:
+    time_machine.move_to(datetime.now(UTC), tick=True)
+    result = retried.using().enqueue(*([7] if retried is tasks.charge else []))
+
+    for _ in range(3):
+        drain()
+        time_machine.shift(timedelta(seconds=3))
+    result.refresh()
+
+    assert result.status == TaskResultStatus.FAILED
+    assert [e.exception_class_path for e in result.errors] == [error]
+    assert tasks.runs[retried.name] == 1
+
+
+def test_errors_never_push_a_result_past_the_item_limit(stack: Stack, time_machine: Any) -> None:
+    # 380 KB of arguments (accepted) and a 20,000-character CJK message (60 KB) per attempt.
+    time_machine.move_to(datetime.now(UTC), tick=True)
+    result = tasks.bulky_failure.enqueue("b" * 380_000, 20_000)
+
+    for _ in range(4):
+        drain()
+        time_machine.shift(timedelta(seconds=3))
+    result.refresh()
+    item = default_task_backend.store.get(result.id)  # type: ignore[attr-defined]
+
+    assert result.status == TaskResultStatus.FAILED
+    assert tasks.runs["bulky_failure"] == 3
+    assert item_size(item) <= MAX_ITEM_BYTES
+    classes = [e.exception_class_path for e in result.errors]
+    assert classes and set(classes) == {"builtins.ValueError"}
+    assert "错" in result.errors[-1].traceback  # The newest keeps what fits of its traceback.

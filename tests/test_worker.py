@@ -195,7 +195,7 @@ def test_worker_command_runs_until_empty(stack: Stack, tmp_path: Path) -> None:
         (["--batch-size", "11"], "Batch size must be 1 to 10, not 11."),
         (["--wait-time", "21"], "Wait time must be 0 to 20 seconds, not 21."),
         (["--concurrency", "0"], "Concurrency must be at least 1, not 0."),
-        (["--visibility-timeout", "0"], "Visibility timeout must be 1 to 43200 seconds, not 0."),
+        (["--visibility-timeout", "0"], "Visibility timeout must be 10 to 43200 seconds, not 0."),
         (["--queue", "nope"], "Queue 'nope' is not one of backend 'default''s QUEUES"),
         (["--backend", "nope"], "Unknown task backend 'nope'"),
     ],
