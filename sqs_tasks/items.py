@@ -24,6 +24,8 @@ FAILURE_SHARDS = 8
 MAX_ITEM_BYTES = 400 * 1024
 # A traceback's tail holds the exception; the head is the least useful part to keep.
 MAX_TRACEBACK_BYTES = 16_000
+# SQS keeps a message 14 days at most, and a worker outside Lambda may run it 12 hours more.
+PENDING_TTL = timedelta(days=15)
 # What a write besides the errors may still add to an item (status, timestamps, TTL).
 WRITE_HEADROOM_BYTES = 2048
 DROPPED_TRACEBACK = "(traceback dropped: the result reached DynamoDB's 400 KB item limit)"
@@ -49,11 +51,17 @@ def failure_partition(queue_name: str, result_id: str) -> str:
     return f"{queue_name}#{zlib.crc32(result_id.encode()) % FAILURE_SHARDS}"
 
 
-def expiry(moment: datetime, ttl: timedelta | None) -> dict[str, str] | None:
-    """The TTL attribute value (epoch seconds), or None when results never expire."""
+def expiry(
+    moment: datetime, ttl: timedelta | None, *, pending: bool = False
+) -> dict[str, str] | None:
+    """The TTL attribute value (epoch seconds), or None when results never expire.
+
+    A pending result (READY or RUNNING) is kept PENDING_TTL at least, whatever the TTL: SQS
+    may still deliver its message that long, and a deleted item would drop the task unrun.
+    """
     if ttl is None:
         return None
-    return {"N": str(int((moment + ttl).timestamp()))}
+    return {"N": str(int((moment + (max(ttl, PENDING_TTL) if pending else ttl)).timestamp()))}
 
 
 def new_item(result: TaskResult[..., Any], *, ttl: timedelta | None, now: datetime) -> Item:
@@ -77,7 +85,7 @@ def new_item(result: TaskResult[..., Any], *, ttl: timedelta | None, now: dateti
     if task.run_after is not None:
         item["run_after"] = {"S": timestamp(task.run_after)}
     # A deferred result must outlive its wait, so its expiry counts from run_after.
-    expires = expiry(max(now, task.run_after or now), ttl)
+    expires = expiry(max(now, task.run_after or now), ttl, pending=True)
     if expires is not None:
         item["expires_at"] = expires
     return item

@@ -68,28 +68,22 @@ class ResultStore(Table):
 
     def claim(self, result_id: str, worker_id: str, now: datetime, lease_until: datetime) -> Claim:
         """Take a due result for one attempt; returns the new item or the one that refused."""
-        values: dict[str, Any] = {
-            ":ready": {"S": READY},
-            ":running": {"S": RUNNING},
-            ":now": {"S": timestamp(now)},
-            ":lease": {"S": timestamp(lease_until)},
-            ":one": {"N": "1"},
-            ":worker": {"L": [{"S": worker_id}]},
-        }
-        sets = (
-            "SET #status = :running, worker_ids = list_append(worker_ids, :worker),"
-            " started_at = if_not_exists(started_at, :now),"
-            " last_attempted_at = :now, lease_until = :lease"
-        )
-        expires = expiry(lease_until, self.ttl)  # The TTL must never delete a running result.
-        if expires is not None:
-            values[":exp"] = expires
-            sets += ", expires_at = :exp"
         claimed, response = self._update(
             Key={"id": {"S": result_id}},
-            UpdateExpression=f"{sets} ADD attempts :one",
+            UpdateExpression=(
+                "SET #status = :running, worker_ids = list_append(worker_ids, :worker),"
+                " started_at = if_not_exists(started_at, :now),"
+                " last_attempted_at = :now, lease_until = :lease ADD attempts :one"
+            ),
             ConditionExpression=COND_CLAIMABLE,
-            ExpressionAttributeValues=values,
+            ExpressionAttributeValues={
+                ":ready": {"S": READY},
+                ":running": {"S": RUNNING},
+                ":now": {"S": timestamp(now)},
+                ":lease": {"S": timestamp(lease_until)},
+                ":one": {"N": "1"},
+                ":worker": {"L": [{"S": worker_id}]},
+            },
             ReturnValues="ALL_NEW",
             ReturnValuesOnConditionCheckFailure="ALL_OLD",
         )
@@ -145,7 +139,7 @@ class ResultStore(Table):
             ":lease": {"S": timestamp(until)},
         }
         sets = "SET lease_until = :lease"
-        expires = expiry(until, self.ttl)
+        expires = expiry(until, self.ttl, pending=True)  # Beyond what enqueue allowed for.
         if expires is not None:
             values[":exp"] = expires
             sets += ", expires_at = :exp"
@@ -168,7 +162,7 @@ class ResultStore(Table):
             ":errors": errors_with(item, error),
         }
         sets = "SET #status = :ready, run_after = :run_after, errors = :errors"
-        expires = expiry(run_after, self.ttl)  # A waiting result must outlive its wait.
+        expires = expiry(run_after, self.ttl, pending=True)  # It must outlive its wait.
         if expires is not None:
             values[":exp"] = expires
             sets += ", expires_at = :exp"

@@ -11,7 +11,7 @@ from django.tasks.exceptions import TaskResultDoesNotExist
 from django.tasks.signals import task_enqueued, task_finished, task_started
 
 from sqs_tasks.backend import SQSBackend
-from sqs_tasks.items import task_error
+from sqs_tasks.items import PENDING_TTL, task_error
 from sqs_tasks.testing import Stack, drain
 from tests import tasks
 
@@ -199,17 +199,18 @@ def test_result_expires_after_its_ttl(stack: Stack) -> None:
     assert expires == int((result.finished_at + timedelta(days=14)).timestamp())
 
 
-def test_no_waiting_or_running_result_expires_before_its_ttl(stack: Stack) -> None:
-    # RESULT_TTL counts from the end: a claim or a retry moves the expiry past its wait.
+def test_no_waiting_result_expires_while_its_message_may_come(stack: Stack) -> None:
+    # RESULT_TTL counts from the end; a READY result outlives SQS's 14-day retention, its wait
+    # included, and so does one a retry puts back to wait.
     store = default_task_backend.store  # type: ignore[attr-defined]
-    result = tasks.add.enqueue(1, 1)
-    now = datetime.now(UTC)
-    lease = now + timedelta(days=30)
-
-    claim = store.claim(result.id, "w", now, lease)
-    assert int(claim.item["expires_at"]["N"]) == int((lease + timedelta(days=14)).timestamp())
-    later = now + timedelta(days=60)
-    error = task_error(RuntimeError("again"))
-    assert store.retry(claim.item, now=now, error=error, run_after=later)
+    soon = datetime.now(UTC) + timedelta(minutes=10)
+    result = tasks.add.using(run_after=soon).enqueue(1, 1)
     item = store.get(result.id)
-    assert int(item["expires_at"]["N"]) == int((later + timedelta(days=14)).timestamp())
+    assert int(item["expires_at"]["N"]) == int((soon + PENDING_TTL).timestamp())
+
+    now = soon  # due
+    claim = store.claim(result.id, "w", now, now + timedelta(minutes=15))
+    later = now + timedelta(days=60)
+    assert store.retry(claim.item, now=now, error=task_error(RuntimeError("x")), run_after=later)
+    item = store.get(result.id)
+    assert int(item["expires_at"]["N"]) == int((later + PENDING_TTL).timestamp())
