@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from contextvars import ContextVar
 from datetime import timedelta
 from typing import Any
 
@@ -14,6 +15,7 @@ from lambda_handler.boot import batch_processor, start
 
 start()
 
+from lambda_handler.ahead import ClaimAhead  # noqa: E402
 from sqs_tasks.message import peek_priority  # noqa: E402  (needs Django set up)
 from sqs_tasks.runner import Redeliver, run_message, send_again  # noqa: E402
 
@@ -24,11 +26,17 @@ logger = logging.getLogger("sqs_tasks.handler")
 MIN_REMAINING = timedelta(seconds=2)
 
 
+# The batch handler() is running, for its records' claims made ahead.
+_batch: ContextVar[ClaimAhead | None] = ContextVar("sqs_tasks_batch", default=None)
+
+
 def record_handler(record: SQSRecord, lambda_context: Any) -> None:
     """Run one record; raising reports it in batchItemFailures for redelivery."""
     remaining = timedelta(milliseconds=lambda_context.get_remaining_time_in_millis())
+    ahead = _batch.get()
+    claiming = ahead.take(record.receipt_handle) if ahead is not None else None
     try:
-        if remaining < MIN_REMAINING:
+        if claiming is None and remaining < MIN_REMAINING:
             send_again(record.body)
             logger.info("Record %s not started, %s left: sent again", record.message_id, remaining)
             # sqs_tasks_worker's context counts these; Lambda's has no such method.
@@ -36,7 +44,13 @@ def record_handler(record: SQSRecord, lambda_context: Any) -> None:
             if counted is not None:
                 counted()
             return
-        run_message(record.body, worker_id=lambda_context.aws_request_id, remaining=remaining)
+        run_message(
+            record.body,
+            worker_id=lambda_context.aws_request_id,
+            remaining=remaining,
+            claiming=claiming,  # Claimed ahead: it runs, its lease counted from then.
+            before_finish=ahead.after(record.receipt_handle) if ahead is not None else None,
+        )
     except Redeliver as e:
         logger.info("Record %s left for redelivery: %s", record.message_id, e)
         raise
@@ -50,6 +64,10 @@ def handler(event: dict[str, Any], context: Any) -> PartialItemFailureResponse:
     """Lambda entry point for the SQS event source mappings."""
     # Higher priority first within the batch; sorted() is stable, so FIFO within a priority.
     event["Records"] = sorted(event.get("Records", []), key=lambda r: -peek_priority(r["body"]))
-    return process_partial_response(
-        event=event, record_handler=record_handler, processor=batch_processor(), context=context
-    )
+    token = _batch.set(ClaimAhead(event["Records"], context, MIN_REMAINING))
+    try:
+        return process_partial_response(
+            event=event, record_handler=record_handler, processor=batch_processor(), context=context
+        )
+    finally:
+        _batch.reset(token)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -27,7 +29,7 @@ from .items import (
     to_result,
 )
 from .message import Envelope, decode
-from .store import READY, RUNNING, TERMINAL, ResultStore
+from .store import READY, RUNNING, TERMINAL, Claim, ResultStore
 from .task import SQSTask
 
 logger = logging.getLogger("sqs_tasks.runner")
@@ -70,18 +72,56 @@ class TaskLogFilter(logging.Filter):
         return True
 
 
-def run_message(body: str, *, worker_id: str, remaining: timedelta | None = None) -> None:
-    """Process one message body; return to delete it, raise to have it delivered again."""
+@dataclass(frozen=True, slots=True)
+class Claiming:
+    """A message's claim, made or on its way: what run_message() goes on from."""
+
+    envelope: Envelope
+    backend: Any  # the SQSBackend of the thread that started the claim
+    now: datetime
+    claim: Future[Claim]
+
+
+def start_claim(
+    body: str, *, worker_id: str, remaining: timedelta | None, pool: Executor | None = None
+) -> Claiming:
+    """Decode body and claim its result, on pool if given (else now); MessageError if forged."""
     envelope = decode(body)
     backend: Any = task_backends[envelope.backend]
-    store = backend.store
     now = datetime.now(UTC)
     lease = remaining + LEASE_MARGIN if remaining is not None else backend.config.lease
-    claim = store.claim(envelope.result_id, worker_id, now, now + lease)
+    store: ResultStore = backend.store
+    if pool is not None:
+        claim = pool.submit(store.claim, envelope.result_id, worker_id, now, now + lease)
+        return Claiming(envelope, backend, now, claim)
+    made: Future[Claim] = Future()
+    made.set_result(store.claim(envelope.result_id, worker_id, now, now + lease))
+    return Claiming(envelope, backend, now, made)
+
+
+def run_message(
+    body: str,
+    *,
+    worker_id: str,
+    remaining: timedelta | None = None,
+    claiming: Claiming | None = None,
+    before_finish: Callable[[], None] | None = None,
+) -> None:
+    """Process one message body; return to delete it, raise to have it delivered again.
+
+    claiming is the claim start_claim() made ahead of time; before_finish runs just before
+    the outcome is written (the handler starts the next record's claim there).
+    """
+    if claiming is None:
+        claiming = start_claim(body, worker_id=worker_id, remaining=remaining)
+    envelope, backend, now = claiming.envelope, claiming.backend, claiming.now
+    store = backend.store
+    claim = claiming.claim.result()
     if not claim.claimed:
         _not_claimed(backend, envelope, claim.item, now)
         return
-    item: Item = claim.item
+    item: Item | None = claim.item
+    assert item is not None  # A claim returns the item it made (ALL_NEW).
     token = current_task.set((envelope.result_id, item["task_path"]["S"]))
     _running[worker_id] = Running(store, envelope.result_id, item["attempts"])
     try:
@@ -98,7 +138,7 @@ def run_message(body: str, *, worker_id: str, remaining: timedelta | None = None
             logger.error("Refused result %s: %s", envelope.result_id, e)
             store.finish(item, now=datetime.now(UTC), error=task_error(e))
             return
-        _execute(backend, envelope, result, item)
+        _execute(backend, envelope, result, item, before_finish)
     finally:
         _running.pop(worker_id, None)
         current_task.reset(token)
@@ -133,7 +173,13 @@ def _not_claimed(backend: Any, envelope: Envelope, item: Item | None, now: datet
     raise Redeliver(f"result {envelope.result_id} could not be claimed ({status})")
 
 
-def _execute(backend: Any, envelope: Envelope, result: TaskResult[..., Any], item: Item) -> None:
+def _execute(
+    backend: Any,
+    envelope: Envelope,
+    result: TaskResult[..., Any],
+    item: Item,
+    before_finish: Callable[[], None] | None,
+) -> None:
     """Run the task like django.tasks' ImmediateBackend, recording the outcome first."""
     task = result.task
     close_old_connections()
@@ -151,7 +197,7 @@ def _execute(backend: Any, envelope: Envelope, result: TaskResult[..., Any], ite
         if isinstance(task, SQSTask) and task.should_retry(e, result.attempts):
             _retry(backend, envelope, result, item, task_error(e))
         else:
-            _finish(backend, result, item, error=task_error(e))
+            _finish(backend, result, item, before_finish, error=task_error(e))
         return
     else:
         try:
@@ -164,10 +210,10 @@ def _execute(backend: Any, envelope: Envelope, result: TaskResult[..., Any], ite
                 )
         except Exception as e:
             # The body did run: a return value that cannot be stored fails it, never retried.
-            _finish(backend, result, item, error=task_error(e))
+            _finish(backend, result, item, before_finish, error=task_error(e))
             return
         object.__setattr__(result, "_return_value", return_value)
-        _finish(backend, result, item, return_json=return_json)
+        _finish(backend, result, item, before_finish, return_json=return_json)
     finally:
         close_old_connections()
 
@@ -176,12 +222,15 @@ def _finish(
     backend: Any,
     result: TaskResult[..., Any],
     item: Item,
+    before_finish: Callable[[], None] | None,
     *,
     return_json: str | None = None,
     error: TaskError | None = None,
 ) -> None:
     """Record the attempt's outcome, then tell task_finished's receivers as Django does."""
     finished = datetime.now(UTC)
+    if before_finish is not None:
+        before_finish()
     recorded = backend.store.finish(item, now=finished, return_json=return_json, error=error)
     object.__setattr__(result, "finished_at", finished)
     if error is None:

@@ -8,6 +8,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,11 +16,12 @@ from typing import Any
 
 import pytest
 from django.tasks import TaskResultStatus, default_task_backend
-from django.tasks.signals import task_started
+from django.tasks.signals import task_finished, task_started
 
 from lambda_handler import dlq
 from lambda_handler.boot import configure_logging
 from lambda_handler.handler import handler
+from sqs_tasks.store import ResultStore
 from sqs_tasks.testing import DrainContext, Stack, drain, lambda_record
 from tests import tasks
 
@@ -81,6 +83,51 @@ def test_no_task_starts_without_time_to_run(stack: Stack) -> None:
     (record,) = _records()
     assert record["attributes"]["ApproximateReceiveCount"] == "1"
     assert json.loads(record["body"])["id"] == result.id
+
+
+def test_the_next_claim_goes_out_while_a_result_is_written(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second = tasks.count.enqueue("first"), tasks.count.enqueue("second")
+    claimed_second = threading.Event()
+    claim, finish = ResultStore.claim, ResultStore.finish
+
+    def claiming(self: ResultStore, result_id: str, *args: Any) -> Any:
+        made = claim(self, result_id, *args)
+        if result_id == second.id:
+            claimed_second.set()
+        return made
+
+    def finishing(self: ResultStore, item: dict[str, Any], **kwargs: Any) -> bool:
+        if item["id"]["S"] == first.id:
+            # Without the claim ahead, the second claim only starts once this returns.
+            assert claimed_second.wait(timeout=10), "the second claim did not overlap"
+        return finish(self, item, **kwargs)
+
+    monkeypatch.setattr(ResultStore, "claim", claiming)
+    monkeypatch.setattr(ResultStore, "finish", finishing)
+    seen: list[tuple[str, str]] = []
+    started = lambda sender, task_result, **kw: seen.append(("started", task_result.args[0]))  # noqa: E731
+    finished = lambda sender, task_result, **kw: seen.append(("finished", task_result.args[0]))  # noqa: E731
+    task_started.connect(started)
+    task_finished.connect(finished)
+    try:
+        response = handler({"Records": _records()}, DrainContext())
+    finally:
+        task_started.disconnect(started)
+        task_finished.disconnect(finished)
+
+    assert response["batchItemFailures"] == []
+    # Still one at a time, in order, each outcome told before the next task starts.
+    assert seen == [
+        ("started", "first"),
+        ("finished", "first"),
+        ("started", "second"),
+        ("finished", "second"),
+    ]
+    for result in (first, second):
+        result.refresh()
+        assert (result.status, result.attempts) == (TaskResultStatus.SUCCESSFUL, 1)
 
 
 def test_dead_letter_of_an_abandoned_result_fails_it(stack: Stack) -> None:
