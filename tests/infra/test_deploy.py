@@ -207,13 +207,35 @@ def test_event_source_mappings_are_deployed_disabled_with_partial_batch_response
 
 
 # ----------------------------------------------------------------- IAM
+def managed_statements(deployment: Deployment, policy_arn: str) -> dict[str, dict[str, Any]]:
+    """The statements of a managed policy, by Sid."""
+    iam = deployment.client("iam")
+    version = iam.get_policy(PolicyArn=policy_arn)["Policy"]["DefaultVersionId"]
+    document = iam.get_policy_version(PolicyArn=policy_arn, VersionId=version)["PolicyVersion"]
+    return {s["Sid"]: s for s in policy_document(document["Document"])["Statement"]}
+
+
 def test_worker_role_reaches_its_own_queues_and_table_only(deployment: Deployment) -> None:
     prefix = deployment.prefix
     table = arn(deployment, "dynamodb", f"table/{prefix}-task-results")
-    policies = role_statements(deployment, function(deployment, "WorkerFunctionName")["Role"])
+    role_arn = function(deployment, "WorkerFunctionName")["Role"]
+    policies = role_statements(deployment, role_arn)
+    worker_policy = deployment.outputs["WorkerPolicyArn"]
+    attached = deployment.client("iam").list_attached_role_policies(
+        RoleName=role_arn.rsplit("/", 1)[1]
+    )["AttachedPolicies"]
 
-    assert set(policies) == {"write-logs", "task-queues", "long-waits", "results-table"}
-    (queues,) = policies["task-queues"]
+    # Inline: its logs only; the rest is WorkerPolicy, which a worker outside Lambda reuses.
+    assert set(policies) == {"write-logs"}
+    assert [a["PolicyArn"] for a in attached] == [worker_policy]
+    by_sid = managed_statements(deployment, worker_policy)
+    assert set(by_sid) == {
+        "TaskQueues",
+        "ScheduleLongWaits",
+        "PassSchedulerRole",
+        "ReadAndWriteResults",
+    }
+    queues = by_sid["TaskQueues"]
     assert set(as_list(queues["Resource"])) == {
         arn(deployment, "sqs", f"{prefix}-{n}") for n in QUEUE_NAMES
     }
@@ -225,7 +247,7 @@ def test_worker_role_reaches_its_own_queues_and_table_only(deployment: Deploymen
         "sqs:GetQueueAttributes",
         "sqs:SendMessage",
     }
-    (results,) = policies["results-table"]
+    results = by_sid["ReadAndWriteResults"]
     assert set(as_list(results["Resource"])) == {table, f"{table}/index/failures"}
     # Claim (UpdateItem), finish (PutItem), and what tasks may do: enqueue and read results.
     assert set(as_list(results["Action"])) == {
@@ -240,7 +262,7 @@ def test_worker_role_reaches_its_own_queues_and_table_only(deployment: Deploymen
     assert as_list(logs["Resource"]) == [
         arn(deployment, "logs", f"log-group:/aws/lambda/{prefix}-task-worker:*")
     ]
-    schedule, pass_role = policies["long-waits"]
+    schedule, pass_role = by_sid["ScheduleLongWaits"], by_sid["PassSchedulerRole"]
     assert as_list(schedule["Resource"]) == [
         arn(deployment, "scheduler", f"schedule/{prefix}-schedules/*")
     ]

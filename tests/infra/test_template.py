@@ -287,19 +287,28 @@ def test_iam_statements_are_scoped_to_the_stacks_own_resources(
                 assert "${AWS::Region}:${AWS::AccountId}:" in arn, arn
                 assert "${Prefix}" in arn, arn
             assert "*" not in resources
-    # Only the X-Ray write policy is attached (and only when tracing is on).
-    for role in (roles["WorkerRole"], roles["DeadLetterRole"]):
-        assert role["Properties"]["ManagedPolicyArns"] == {
-            "Fn::If": [
-                "TracingEnabled",
-                [{"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/AWSXRayDaemonWriteAccess"}],
-                {"Ref": "AWS::NoValue"},
-            ]
-        }
+    # Only AWS's X-Ray write policy (when tracing is on) and, for the worker, its VPC access
+    # policy (when it runs in a VPC) are attached.
+    xray = {"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/AWSXRayDaemonWriteAccess"}
+    vpc = {
+        "Fn::Sub": (
+            "arn:${AWS::Partition}:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"
+        )
+    }
+    assert roles["DeadLetterRole"]["Properties"]["ManagedPolicyArns"] == {
+        "Fn::If": ["TracingEnabled", [xray], {"Ref": "AWS::NoValue"}]
+    }
+    assert roles["WorkerRole"]["Properties"]["ManagedPolicyArns"] == {
+        "Fn::If": [
+            "TracingEnabled",
+            {"Fn::If": ["InVpc", [xray, vpc], [xray]]},
+            {"Fn::If": ["InVpc", [vpc], {"Ref": "AWS::NoValue"}]},
+        ]
+    }
 
 
 def test_producer_policy_grants_enqueue_and_results_only(translated: dict[str, Any]) -> None:
-    policy = only(resources_of(translated, "AWS::IAM::ManagedPolicy"))
+    policy = resources_of(translated, "AWS::IAM::ManagedPolicy")["ProducerPolicy"]["Properties"]
     granted = {sid: actions(s) for s in statements(policy["PolicyDocument"]) for sid in [s["Sid"]]}
 
     assert granted == {
@@ -314,6 +323,31 @@ def test_producer_policy_grants_enqueue_and_results_only(translated: dict[str, A
             "dynamodb:BatchWriteItem",
             "dynamodb:Query",
         },
+    }
+    queue_arns = strings_in(statements(policy["PolicyDocument"])[0]["Resource"])
+    assert not any("-dlq" in arn for arn in queue_arns)
+
+
+def test_worker_policy_is_the_worker_roles_and_reaches_no_dead_letter_queue(
+    translated: dict[str, Any],
+) -> None:
+    policy = resources_of(translated, "AWS::IAM::ManagedPolicy")["WorkerPolicy"]["Properties"]
+    granted = {s["Sid"]: actions(s) for s in statements(policy["PolicyDocument"])}
+
+    assert policy["Roles"] == [{"Ref": "WorkerRole"}]
+    assert granted["TaskQueues"] == {
+        "sqs:GetQueueUrl",
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
+        "sqs:ChangeMessageVisibility",
+        "sqs:GetQueueAttributes",
+        "sqs:SendMessage",
+    }
+    assert set(granted) == {
+        "TaskQueues",
+        "ScheduleLongWaits",
+        "PassSchedulerRole",
+        "ReadAndWriteResults",
     }
     queue_arns = strings_in(statements(policy["PolicyDocument"])[0]["Resource"])
     assert not any("-dlq" in arn for arn in queue_arns)
