@@ -64,6 +64,11 @@ class WorkerContext:
         """Move the deadline later: the batch's messages were hidden for longer."""
         self._deadline = max(self._deadline, deadline)
 
+    @property
+    def deadline(self) -> float:
+        """time.monotonic() at which the batch's messages become visible again."""
+        return self._deadline
+
     def get_remaining_time_in_millis(self) -> int:
         """What is left of the batch's visibility timeout; 0 once the worker is stopping."""
         if self._stopping.is_set():

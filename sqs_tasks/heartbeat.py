@@ -16,13 +16,16 @@ from .settle import change_visibility
 
 logger = logging.getLogger("sqs_tasks.worker")
 
+MIN_INTERVAL = 1.0  # seconds
+
 
 class Heartbeat:
-    """Every third of the visibility timeout, push a running batch's deadline forward.
+    """A third of a visibility timeout after each hiding, push a running batch's deadline on.
 
     Outside Lambda nothing ends a task at its batch's deadline. Without this, a task that
     outlived the visibility timeout would have its message delivered again, and once its lease
-    lapsed another worker would run it a second time.
+    lapsed another worker would run it a second time. A batch that waited for its slot beats
+    before its first record starts, so no claim is leased for only what was left.
     """
 
     def __init__(
@@ -33,11 +36,12 @@ class Heartbeat:
         self._messages = messages
         self._context = context
         self._visibility = visibility
-        self._interval = max(1.0, visibility / 3)
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="sqs-tasks-heartbeat", daemon=True)
 
     def __enter__(self) -> Heartbeat:
+        if self._until_due() == 0:
+            self._beat_or_warn()  # Before the handler reads the time left, not after.
         self._thread.start()
         return self
 
@@ -54,10 +58,19 @@ class Heartbeat:
             until = datetime.now(UTC) + timedelta(seconds=self._visibility) + LEASE_MARGIN
             attempt.store.extend_lease(attempt.result_id, attempt.attempts, until)
 
+    def _until_due(self) -> float:
+        """Seconds until a third of the visibility timeout has passed since the last hiding."""
+        left: float = self._context.deadline - time.monotonic()
+        return max(0.0, left - 2 * self._visibility / 3)
+
+    def _beat_or_warn(self) -> None:
+        try:
+            self.beat()
+        except (ClientError, BotoCoreError) as e:
+            # The next beat tries again; until then the batch's old deadline stands.
+            logger.warning("Heartbeat of batch %s failed: %s", self._context.aws_request_id, e)
+
     def _loop(self) -> None:
-        while not self._done.wait(self._interval):
-            try:
-                self.beat()
-            except (ClientError, BotoCoreError) as e:
-                # The next beat tries again; until then the batch's old deadline stands.
-                logger.warning("Heartbeat of batch %s failed: %s", self._context.aws_request_id, e)
+        # At least a second between beats, so a failing one is not retried in a tight loop.
+        while not self._done.wait(max(MIN_INTERVAL, self._until_due())):
+            self._beat_or_warn()

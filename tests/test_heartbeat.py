@@ -139,3 +139,28 @@ def test_a_worker_beats_while_its_batch_runs(stack: Stack, monkeypatch: pytest.M
     # Claimed with 10 s left, so leased to start + 40 s; the beat, 3.3 s later, to + 43.3 s.
     assert result.started_at is not None
     assert leased > timestamp(result.started_at + timedelta(seconds=10 + 30))
+
+
+def test_a_batch_that_waited_for_its_slot_beats_before_its_first_record(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Received, then held while every slot was busy: one second of its visibility is left.
+    backend: Any = default_task_backend
+    result = tasks.count.enqueue("late start")
+    sqs, url = backend.client("sqs"), backend.queue.url("default")
+    messages = sqs.receive_message(QueueUrl=url, VisibilityTimeout=VISIBILITY)["Messages"]
+    context = WorkerContext("test-worker-2", time.monotonic() + 1, threading.Event())
+    left_at_start: list[int] = []
+
+    def handle(event: dict[str, Any], lambda_context: Any) -> Any:
+        left_at_start.append(lambda_context.get_remaining_time_in_millis())
+        return handler(event, lambda_context)
+
+    with Heartbeat(sqs, url, messages, context, VISIBILITY):
+        handle(lambda_event(messages, url, sqs.meta.region_name), context)
+
+    # Hidden and leased for a whole visibility timeout again, so the record ran, once.
+    assert left_at_start[0] > (VISIBILITY - 5) * 1000
+    result.refresh()
+    assert (result.status, result.attempts) == (TaskResultStatus.SUCCESSFUL, 1)
+    assert tasks.runs["late start"] == 1
