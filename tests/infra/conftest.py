@@ -30,6 +30,15 @@ REPO = Path(__file__).resolve().parents[2]
 
 # What the deployment test gives the stack: non-default values, to see them arrive.
 QUEUE_NAMES = ["default", "emails"]
+# What the worker may do on the task queues: poll, settle, and send (enqueues, deferrals).
+WORKER_QUEUE_ACTIONS = {
+    "sqs:GetQueueUrl",
+    "sqs:ReceiveMessage",
+    "sqs:DeleteMessage",
+    "sqs:ChangeMessageVisibility",
+    "sqs:GetQueueAttributes",
+    "sqs:SendMessage",
+}
 FUNCTION_TIMEOUT = 60
 DEPLOY_PARAMETERS = {
     "QueueNames": ",".join(QUEUE_NAMES),

@@ -19,7 +19,7 @@ from urllib.parse import urlparse
 import pytest
 
 from sqs_tasks.local.stack import Deployment
-from tests.infra.conftest import FUNCTION_TIMEOUT, QUEUE_NAMES
+from tests.infra.conftest import FUNCTION_TIMEOUT, QUEUE_NAMES, WORKER_QUEUE_ACTIONS
 
 ACCOUNT = "123456789012"
 
@@ -239,14 +239,7 @@ def test_worker_role_reaches_its_own_queues_and_table_only(deployment: Deploymen
     assert set(as_list(queues["Resource"])) == {
         arn(deployment, "sqs", f"{prefix}-{n}") for n in QUEUE_NAMES
     }
-    assert set(as_list(queues["Action"])) == {
-        "sqs:GetQueueUrl",
-        "sqs:ReceiveMessage",
-        "sqs:DeleteMessage",
-        "sqs:ChangeMessageVisibility",
-        "sqs:GetQueueAttributes",
-        "sqs:SendMessage",
-    }
+    assert set(as_list(queues["Action"])) == WORKER_QUEUE_ACTIONS
     results = by_sid["ReadAndWriteResults"]
     assert set(as_list(results["Resource"])) == {table, f"{table}/index/failures"}
     # Claim (UpdateItem), finish (PutItem), and what tasks may do: enqueue and read results.

@@ -12,7 +12,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tests.infra.conftest import resources_of
+from tests.infra.conftest import WORKER_QUEUE_ACTIONS, resources_of
+
+# What a web app and a worker may do on the results table: enqueue, claim, finish, read.
+RESULTS_ACTIONS = {
+    "dynamodb:PutItem",
+    "dynamodb:GetItem",
+    "dynamodb:BatchGetItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:BatchWriteItem",
+    "dynamodb:Query",
+}
 
 CORE_ENVIRONMENT = {
     "DJANGO_SETTINGS_MODULE",
@@ -307,50 +317,38 @@ def test_iam_statements_are_scoped_to_the_stacks_own_resources(
     }
 
 
+def _managed_policy(translated: dict[str, Any], name: str) -> tuple[dict[str, Any], Any]:
+    """A managed policy's properties, and the actions each of its statements grants by Sid."""
+    policy = resources_of(translated, "AWS::IAM::ManagedPolicy")[name]["Properties"]
+    document = policy["PolicyDocument"]
+    # Its first statement is on the task queues, never on a dead-letter queue.
+    assert not any("-dlq" in arn for arn in strings_in(statements(document)[0]["Resource"]))
+    return policy, {s["Sid"]: actions(s) for s in statements(document)}
+
+
 def test_producer_policy_grants_enqueue_and_results_only(translated: dict[str, Any]) -> None:
-    policy = resources_of(translated, "AWS::IAM::ManagedPolicy")["ProducerPolicy"]["Properties"]
-    granted = {sid: actions(s) for s in statements(policy["PolicyDocument"]) for sid in [s["Sid"]]}
+    _, granted = _managed_policy(translated, "ProducerPolicy")
 
     assert granted == {
         "EnqueueTasks": {"sqs:SendMessage", "sqs:GetQueueUrl"},
         "ScheduleLongWaits": {"scheduler:CreateSchedule"},
         "PassSchedulerRole": {"iam:PassRole"},
-        "ReadAndWriteResults": {
-            "dynamodb:PutItem",
-            "dynamodb:GetItem",
-            "dynamodb:BatchGetItem",
-            "dynamodb:UpdateItem",
-            "dynamodb:BatchWriteItem",
-            "dynamodb:Query",
-        },
+        "ReadAndWriteResults": RESULTS_ACTIONS,
     }
-    queue_arns = strings_in(statements(policy["PolicyDocument"])[0]["Resource"])
-    assert not any("-dlq" in arn for arn in queue_arns)
 
 
 def test_worker_policy_is_the_worker_roles_and_reaches_no_dead_letter_queue(
     translated: dict[str, Any],
 ) -> None:
-    policy = resources_of(translated, "AWS::IAM::ManagedPolicy")["WorkerPolicy"]["Properties"]
-    granted = {s["Sid"]: actions(s) for s in statements(policy["PolicyDocument"])}
+    policy, granted = _managed_policy(translated, "WorkerPolicy")
 
     assert policy["Roles"] == [{"Ref": "WorkerRole"}]
-    assert granted["TaskQueues"] == {
-        "sqs:GetQueueUrl",
-        "sqs:ReceiveMessage",
-        "sqs:DeleteMessage",
-        "sqs:ChangeMessageVisibility",
-        "sqs:GetQueueAttributes",
-        "sqs:SendMessage",
+    assert granted == {
+        "TaskQueues": WORKER_QUEUE_ACTIONS,
+        "ScheduleLongWaits": {"scheduler:CreateSchedule"},
+        "PassSchedulerRole": {"iam:PassRole"},
+        "ReadAndWriteResults": RESULTS_ACTIONS,
     }
-    assert set(granted) == {
-        "TaskQueues",
-        "ScheduleLongWaits",
-        "PassSchedulerRole",
-        "ReadAndWriteResults",
-    }
-    queue_arns = strings_in(statements(policy["PolicyDocument"])[0]["Resource"])
-    assert not any("-dlq" in arn for arn in queue_arns)
 
 
 def test_scheduler_role_is_for_eventbridge_scheduler_of_this_account_only(
