@@ -18,8 +18,11 @@ from sqs_tasks.runner import Claiming, start_claim
 
 logger = logging.getLogger("sqs_tasks.handler")
 
-# Each running batch has at most one claim out ahead (sqs_tasks_worker runs several batches).
-POOL_THREADS = 4
+# Each running batch has at most one claim out ahead, so the pool needs a thread for each batch
+# that runs at once (threads are made on demand): one in a Lambda container, more in
+# sqs_tasks_worker or `sqs-tasks local`, where claims queued behind a few threads would each
+# hold a batch up.
+POOL_THREADS = 32
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
