@@ -118,7 +118,9 @@ def error_value(error: TaskError) -> dict[str, Any]:
 
 def errors_with(item: Item, error: TaskError) -> dict[str, Any]:
     """item's errors plus error, as a list that keeps the item under DynamoDB's limit."""
-    errors = [*item.get("errors", {"L": []})["L"], error_value(error)]
+    # Copies: the item's own entries stay as they were.
+    errors = [dict(entry) for entry in item.get("errors", {"L": []})["L"]]
+    errors.append(error_value(error))
     room = MAX_ITEM_BYTES - WRITE_HEADROOM_BYTES
     room -= item_size({name: value for name, value in item.items() if name != "errors"})
     room -= len(b"errors")
