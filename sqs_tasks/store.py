@@ -51,6 +51,16 @@ class Claim:
     item: Item | None
 
 
+def _with_expiry(
+    sets: list[str], values: dict[str, Any], expires: dict[str, str] | None
+) -> list[str]:
+    """An update's SET clauses, with expires_at among them when results expire at all."""
+    if expires is None:
+        return sets
+    values[":exp"] = expires
+    return [*sets, "expires_at = :exp"]
+
+
 def conditional_failure(error: ClientError) -> bool:
     return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
@@ -138,14 +148,11 @@ class ResultStore(Table):
             ":attempt": attempts,
             ":lease": {"S": timestamp(until)},
         }
-        sets = "SET lease_until = :lease"
-        expires = expiry(until, self.ttl, pending=True)  # Beyond what enqueue allowed for.
-        if expires is not None:
-            values[":exp"] = expires
-            sets += ", expires_at = :exp"
+        # Beyond what enqueue allowed for, the result must outlive its lease.
+        sets = _with_expiry(["lease_until = :lease"], values, expiry(until, self.ttl, pending=True))
         extended, _ = self._update(
             Key={"id": {"S": result_id}},
-            UpdateExpression=sets,
+            UpdateExpression=f"SET {', '.join(sets)}",
             ConditionExpression=COND_OWNER,
             ExpressionAttributeValues=values,
         )
@@ -161,14 +168,14 @@ class ResultStore(Table):
             # The whole list, fitted to the item limit: while COND_OWNER holds it is the claim's.
             ":errors": errors_with(item, error),
         }
-        sets = "SET #status = :ready, run_after = :run_after, errors = :errors"
-        expires = expiry(run_after, self.ttl, pending=True)  # It must outlive its wait.
-        if expires is not None:
-            values[":exp"] = expires
-            sets += ", expires_at = :exp"
+        sets = _with_expiry(
+            ["#status = :ready", "run_after = :run_after", "errors = :errors"],
+            values,
+            expiry(run_after, self.ttl, pending=True),  # It must outlive its wait.
+        )
         updated, _ = self._update(
             Key={"id": item["id"]},
-            UpdateExpression=f"{sets} REMOVE lease_until",
+            UpdateExpression=f"SET {', '.join(sets)} REMOVE lease_until",
             ConditionExpression=COND_OWNER,
             ExpressionAttributeValues=values,
         )
@@ -198,10 +205,7 @@ class ResultStore(Table):
         self, result_id: str, sets: list[str], condition: str, values: dict[str, Any], now: datetime
     ) -> bool:
         """Write a terminal state under condition; False when the condition refused it."""
-        expires = expiry(now, self.ttl)
-        if expires is not None:
-            values[":exp"] = expires
-            sets = [*sets, "expires_at = :exp"]
+        sets = _with_expiry(sets, values, expiry(now, self.ttl))
         updated, _ = self._update(
             Key={"id": {"S": result_id}},
             UpdateExpression=f"SET {', '.join(sets)} REMOVE lease_until",
