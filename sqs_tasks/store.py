@@ -168,18 +168,9 @@ class ResultStore(Table):
             # The whole list, fitted to the item limit: while COND_OWNER holds it is the claim's.
             ":errors": errors_with(item, error),
         }
-        sets = _with_expiry(
-            ["#status = :ready", "run_after = :run_after", "errors = :errors"],
-            values,
-            expiry(run_after, self.ttl, pending=True),  # It must outlive its wait.
-        )
-        updated, _ = self._update(
-            Key={"id": item["id"]},
-            UpdateExpression=f"SET {', '.join(sets)} REMOVE lease_until",
-            ConditionExpression=COND_OWNER,
-            ExpressionAttributeValues=values,
-        )
-        return updated
+        sets = ["#status = :ready", "run_after = :run_after", "errors = :errors"]
+        expires = expiry(run_after, self.ttl, pending=True)  # It must outlive its wait.
+        return self._release(item["id"]["S"], sets, COND_OWNER, values, expires)
 
     def fail_abandoned(
         self, result_id: str, error: TaskError, *, queue_name: str, now: datetime
@@ -199,13 +190,18 @@ class ResultStore(Table):
             "errors = list_append(errors, :error)",
             "failure_pk = :fpk",
         ]
-        return self._close(result_id, sets, COND_ABANDONED, values, now)
+        return self._release(result_id, sets, COND_ABANDONED, values, expiry(now, self.ttl))
 
-    def _close(
-        self, result_id: str, sets: list[str], condition: str, values: dict[str, Any], now: datetime
+    def _release(
+        self,
+        result_id: str,
+        sets: list[str],
+        condition: str,
+        values: dict[str, Any],
+        expires: dict[str, str] | None,
     ) -> bool:
-        """Write a terminal state under condition; False when the condition refused it."""
-        sets = _with_expiry(sets, values, expiry(now, self.ttl))
+        """Apply sets and drop the lease, under condition; False when the condition refused it."""
+        sets = _with_expiry(sets, values, expires)
         updated, _ = self._update(
             Key={"id": {"S": result_id}},
             UpdateExpression=f"SET {', '.join(sets)} REMOVE lease_until",
