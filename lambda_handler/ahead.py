@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
+from sqs_tasks.message import peek_result_id
 from sqs_tasks.runner import Claiming, start_claim
 
 logger = logging.getLogger("sqs_tasks.handler")
@@ -41,6 +42,7 @@ class ClaimAhead:
     def __init__(self, records: Sequence[dict[str, Any]], context: Any, minimum: timedelta):
         handles = [record["receiptHandle"] for record in records]
         self._next = dict(zip(handles, records[1:], strict=False))
+        self._ids = {record["receiptHandle"]: peek_result_id(record["body"]) for record in records}
         self._context = context
         self._minimum = minimum  # no claim ahead with less time left than a record needs
         self._claims: dict[str, Claiming] = {}
@@ -53,6 +55,10 @@ class ClaimAhead:
         """What starts the claim of the record after this one; None for the last."""
         following = self._next.get(receipt_handle)
         if following is None:
+            return None
+        if self._ids[following["receiptHandle"]] == self._ids[receipt_handle]:
+            # A second delivery of the running result: claimed ahead, it would find its twin
+            # RUNNING and go back to SQS; claimed in its turn, it is dropped as a duplicate.
             return None
 
         def claim_next() -> None:

@@ -121,6 +121,15 @@ def decode(body: str) -> Envelope:
     )
 
 
+def peek_result_id(body: str) -> str | None:
+    """Best-effort result id of a body, unauthenticated: None for a body without one."""
+    try:
+        result_id = json.loads(body).get("id")
+    except (ValueError, AttributeError, RecursionError):
+        return None
+    return result_id if isinstance(result_id, str) else None
+
+
 def peek_priority(body: str) -> int:
     """Best-effort priority for ordering a batch; a bad body sorts last and fails later."""
     try:

@@ -19,8 +19,9 @@ from django.tasks import TaskResultStatus, default_task_backend
 from django.tasks.signals import task_finished, task_started
 
 from lambda_handler import dlq
+from lambda_handler.ahead import ClaimAhead
 from lambda_handler.boot import configure_logging
-from lambda_handler.handler import handler
+from lambda_handler.handler import MIN_REMAINING, handler
 from sqs_tasks.store import ResultStore
 from sqs_tasks.testing import DrainContext, Stack, drain, lambda_record
 from tests import tasks
@@ -128,6 +129,23 @@ def test_the_next_claim_goes_out_while_a_result_is_written(
     for result in (first, second):
         result.refresh()
         assert (result.status, result.attempts) == (TaskResultStatus.SUCCESSFUL, 1)
+
+
+def test_a_second_delivery_in_the_batch_is_not_claimed_ahead(stack: Stack) -> None:
+    result = tasks.count.enqueue("twice")
+    (record,) = _records()
+    twin = {**record, "messageId": "twin", "receiptHandle": "twin-handle"}
+    ahead = ClaimAhead([record, twin], DrainContext(), MIN_REMAINING)
+
+    claim_next = ahead.after(record["receiptHandle"])
+
+    # Claimed ahead it would meet its twin RUNNING and go back to SQS; in its turn it is a
+    # duplicate of a finished result, dropped at once.
+    assert claim_next is None
+    response = handler({"Records": [record, twin]}, DrainContext())
+    assert response["batchItemFailures"] == []
+    result.refresh()
+    assert (result.status, tasks.runs["twice"]) == (TaskResultStatus.SUCCESSFUL, 1)
 
 
 def test_dead_letter_of_an_abandoned_result_fails_it(stack: Stack) -> None:
