@@ -42,7 +42,7 @@ VARIANTS: dict[str, str] = {
         "import boto3, django\ndjango.setup()\nboto3.session.Session().client('dynamodb')\n"
     ),
     "bare + one client of sqs_tasks' session": (
-        "import boto3, django\ndjango.setup()\nfrom sqs_tasks.session import new_session\n"
+        "import boto3, django\ndjango.setup()\nfrom sqs_tasks.aws.session import new_session\n"
         "new_session().create_client('dynamodb')\n"
     ),
     "bare + Powertools' batch utility": (
@@ -119,9 +119,9 @@ def measure(root: Path, rounds: int, extra_env: dict[str, str]) -> dict[str, Any
     """Median wall and CPU seconds to ready of each variant, and their ratios to bare."""
     # What infra/worker/Makefile adds to the package: botocore's endpoints for our services,
     # next to the sqs_tasks the measured processes import (and gone afterwards if new).
-    from sqs_tasks.session import trimmed_endpoints, write_endpoints
+    from sqs_tasks.aws.session import trimmed_endpoints, write_endpoints
 
-    trimmed = trimmed_endpoints(root / "sqs_tasks" / "_botocore_data")
+    trimmed = trimmed_endpoints(root / "sqs_tasks" / "aws" / "_botocore_data")
     made = not trimmed.exists()
     write_endpoints(trimmed.parent)
     env = child_env(root, extra_env)

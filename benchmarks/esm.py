@@ -38,9 +38,9 @@ def main(batch_size: int, expected: int) -> dict[str, Any]:
 
     from benchmarks.ours import counting
     from lambda_handler.handler import handler
-    from sqs_tasks.events import queue_arn
     from sqs_tasks.local.mapping import EventSourceMapping
     from sqs_tasks.local.mapping_config import FunctionConfig, MappingConfig
+    from sqs_tasks.worker.events import queue_arn
 
     backend: Any = task_backends["default"]
     # The event source mapping's requests are AWS's, on a client of their own.

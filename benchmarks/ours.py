@@ -18,10 +18,10 @@ from typing import Any
 from django.tasks import TaskResultStatus, task_backends
 
 from benchmarks.tasks import noop
-from sqs_tasks.events import lambda_event
-from sqs_tasks.items import item_size
-from sqs_tasks.settle import delete_messages
-from sqs_tasks.store import COND_OWNER
+from sqs_tasks.aws.store import COND_OWNER
+from sqs_tasks.results import item_size
+from sqs_tasks.worker.events import lambda_event
+from sqs_tasks.worker.settle import delete_messages
 
 FINISHED = {TaskResultStatus.SUCCESSFUL, TaskResultStatus.FAILED}
 # How often a waiting caller reads a result again: as the Celery producer's get(interval=...).

@@ -43,7 +43,7 @@ def calls(results: dict[str, Any]) -> dict[str, float]:
 
 def _sizes(results: dict[str, Any]) -> dict[str, int]:
     """Item sizes as DynamoDB bills them: at enqueue, while running, and finished."""
-    from sqs_tasks.items import item_size
+    from sqs_tasks.results import item_size
 
     ready = results["single"]["ready_item"]
     final = results["handler"]["final_item"]

@@ -18,10 +18,14 @@ from django.tasks.backends.base import BaseTaskBackend
 from django.tasks.exceptions import TaskResultDoesNotExist
 from django.tasks.signals import task_enqueued
 
-from .backoff import maybe_applied
+from .aws.queue import QueueClient
+from .aws.retries import maybe_applied
+from .aws.schedule import Scheduler
+from .aws.store import ResultStore, check_id, conditional_failure
 from .conf import ENV_TABLE, parse_options
 from .exceptions import EnqueueError, PayloadTooLarge
-from .items import (
+from .message import MAX_DELAY_SECONDS, Envelope, delay_seconds
+from .results import (
     MAX_ITEM_BYTES,
     Item,
     aware_run_after,
@@ -31,11 +35,6 @@ from .items import (
     task_error,
     to_result,
 )
-from .message import MAX_DELAY_SECONDS, Envelope, delay_seconds
-from .queue import QueueClient
-from .schedule import Scheduler
-from .store import ResultStore, conditional_failure
-from .table import check_id
 from .task import SQSTask
 
 if TYPE_CHECKING:
@@ -75,7 +74,7 @@ class SQSBackend(BaseTaskBackend):
             with self._lock:
                 client = self._clients.get(service)
                 if client is None:
-                    from .session import new_session  # Deferred: settings import this module.
+                    from .aws.session import new_session  # Deferred: settings import this module.
 
                     if self._session is None:
                         # One session for every service parses botocore's data once (~40 ms

@@ -1,26 +1,21 @@
-"""Bounded exponential backoff with full jitter, for the parts of a batch AWS left undone."""
+"""Exponential backoff: one formula for task retries, redelivery and AWS batch retries."""
 
 from __future__ import annotations
 
 import random
-import time
-
-from botocore.exceptions import ClientError, ParamValidationError
-
-# Calls per chunk before what is left is reported as failed: about 1.5 s of waiting at most.
-BATCH_ATTEMPTS = 6
-BASE_SECONDS = 0.05
-CAP_SECONDS = 1.0
 
 
-def pause(attempt: int) -> None:
-    """Wait before retry number attempt (1-based); full jitter spreads competing retries."""
-    time.sleep(random.uniform(0, min(CAP_SECONDS, BASE_SECONDS * 2 ** (attempt - 1))))
+def ceiling(attempt: int, base: float, cap: float) -> float:
+    """base x 2^(attempt - 1), at most cap; attempt is 1-based."""
+    return min(cap, base * 2.0 ** min(max(attempt, 1) - 1, 64))
 
 
-def maybe_applied(error: Exception) -> bool:
-    """Whether a call that failed may have been applied all the same (timeout, dropped, 5xx)."""
-    if isinstance(error, ClientError):
-        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 500)
-        return int(status) >= 500
-    return not isinstance(error, ParamValidationError)
+def full_jitter(attempt: int, base: float, cap: float) -> float:
+    """Anywhere up to the ceiling: spreads competing retries the most."""
+    return random.uniform(0, ceiling(attempt, base, cap))
+
+
+def equal_jitter(attempt: int, base: float, cap: float) -> float:
+    """Half the ceiling fixed, half random: spread out, yet never almost at once."""
+    top = ceiling(attempt, base, cap)
+    return top / 2 + random.uniform(0, top / 2)

@@ -12,10 +12,10 @@ from django.tasks import Task, TaskResult
 from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
 from django.tasks.signals import task_enqueued
 
+from .aws.store import check_id
 from .exceptions import BulkEnqueueError
-from .items import Item, aware_run_after, ready_result, to_result
 from .message import Envelope, delay_seconds
-from .table import check_id
+from .results import Item, aware_run_after, ready_result, to_result
 
 if TYPE_CHECKING:
     from .backend import SQSBackend

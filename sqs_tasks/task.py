@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from datetime import timedelta
@@ -10,6 +9,8 @@ from typing import ParamSpec, TypeVar
 
 from django.tasks import Task
 from django.tasks.exceptions import InvalidTask
+
+from . import backoff
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -64,9 +65,9 @@ class SQSTask(Task):  # type: ignore[type-arg]
 
     def retry_delay(self, attempt: int) -> timedelta:
         """Backoff after attempt (1-based): exponential, capped, with equal jitter."""
-        ceiling = min(self.retry_backoff_max, self.retry_backoff * 2 ** (attempt - 1))
-        # Half fixed, half random: spreads a burst of failures without ever retrying at once.
-        return timedelta(seconds=ceiling / 2 + random.uniform(0, ceiling / 2))
+        return timedelta(
+            seconds=backoff.equal_jitter(attempt, self.retry_backoff, self.retry_backoff_max)
+        )
 
 
 def retry(

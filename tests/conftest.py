@@ -14,7 +14,7 @@ django.setup()
 
 from django.tasks import default_task_backend  # noqa: E402
 
-from sqs_tasks import backoff  # noqa: E402
+from sqs_tasks.aws import retries  # noqa: E402
 from sqs_tasks.testing import Stack, aws_stack  # noqa: E402
 from tests import tasks  # noqa: E402
 
@@ -49,7 +49,7 @@ def calls(stack: Stack) -> Iterator[list[str]]:
 def pauses(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The backoff pauses taken, recorded instead of slept."""
     taken: list[int] = []
-    monkeypatch.setattr(backoff, "pause", taken.append)
+    monkeypatch.setattr(retries, "pause", taken.append)
     return taken
 
 

@@ -11,7 +11,7 @@ from django.tasks.exceptions import TaskResultDoesNotExist
 from django.tasks.signals import task_enqueued, task_finished, task_started
 
 from sqs_tasks.backend import SQSBackend
-from sqs_tasks.items import PENDING_TTL, task_error
+from sqs_tasks.results import PENDING_TTL, task_error
 from sqs_tasks.testing import Stack, drain
 from tests import tasks
 

@@ -12,7 +12,7 @@ from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
 from django.test import override_settings
 
 from sqs_tasks.exceptions import EnqueueError, PayloadTooLarge
-from sqs_tasks.items import item_size
+from sqs_tasks.results import item_size
 from sqs_tasks.testing import Stack, drain
 from tests import tasks
 from tests.conftest import queue_depth

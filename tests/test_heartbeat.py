@@ -13,12 +13,12 @@ import pytest
 from django.tasks import TaskResultStatus, default_task_backend
 
 from lambda_handler.handler import handler
-from sqs_tasks.batch import WorkerContext
-from sqs_tasks.events import lambda_event
-from sqs_tasks.heartbeat import Heartbeat
-from sqs_tasks.items import timestamp
+from sqs_tasks.results import timestamp
 from sqs_tasks.testing import Stack
-from sqs_tasks.worker import Worker
+from sqs_tasks.worker.context import LambdaContext
+from sqs_tasks.worker.events import lambda_event
+from sqs_tasks.worker.heartbeat import Heartbeat
+from sqs_tasks.worker.poller import Worker
 from tests import tasks
 
 VISIBILITY = 60  # seconds a receive hides the batch
@@ -36,7 +36,7 @@ class Batch:
         self.url = backend.queue.url("default")
         self.messages = self.receive(VisibilityTimeout=VISIBILITY)
         assert len(self.messages) == 1
-        self.context = WorkerContext(
+        self.context = LambdaContext(
             "test-worker-1", time.monotonic() + VISIBILITY, threading.Event()
         )
         event = lambda_event(self.messages, self.url, self.sqs.meta.region_name)
@@ -149,7 +149,7 @@ def test_a_batch_that_waited_for_its_slot_beats_before_its_first_record(
     result = tasks.count.enqueue("late start")
     sqs, url = backend.client("sqs"), backend.queue.url("default")
     messages = sqs.receive_message(QueueUrl=url, VisibilityTimeout=VISIBILITY)["Messages"]
-    context = WorkerContext("test-worker-2", time.monotonic() + 1, threading.Event())
+    context = LambdaContext("test-worker-2", time.monotonic() + 1, threading.Event())
     left_at_start: list[int] = []
 
     def handle(event: dict[str, Any], lambda_context: Any) -> Any:

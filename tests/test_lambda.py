@@ -19,11 +19,11 @@ from django.tasks import TaskResultStatus, default_task_backend
 from django.tasks.signals import task_finished, task_started
 
 from lambda_handler import dlq
-from lambda_handler.ahead import ClaimAhead
-from lambda_handler.boot import configure_logging
 from lambda_handler.handler import MIN_REMAINING, handler
-from sqs_tasks.store import ResultStore
+from sqs_tasks.aws.store import ResultStore
 from sqs_tasks.testing import DrainContext, Stack, drain, lambda_record
+from sqs_tasks.worker.boot import configure_logging
+from sqs_tasks.worker.claim_ahead import ClaimAhead
 from tests import tasks
 
 

@@ -18,7 +18,6 @@ import pytest
 from sqs_tasks.local.mapping import EventSourceMapping
 from sqs_tasks.local.mapping_config import (
     FunctionConfig,
-    LambdaContext,
     MappingConfig,
     read_mappings,
 )
@@ -292,7 +291,7 @@ def test_a_failed_delete_leaves_the_message_to_come_back(queues: Queues) -> None
 
 
 def test_the_context_counts_down_from_the_function_timeout() -> None:
-    context = LambdaContext(FUNCTION)
+    context = FUNCTION.context()
 
     assert 0 < context.get_remaining_time_in_millis() <= FUNCTION.timeout * 1000
     assert context.function_name == "fn"

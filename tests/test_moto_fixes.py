@@ -10,7 +10,7 @@ import pytest
 from moto import mock_aws
 from moto.sqs.models import Queue, SQSBackend
 
-from sqs_tasks.moto_fixes import _QUEUE_COUNTS, _uncounted_send, faithful_moto
+from sqs_tasks.testing.moto_fixes import _QUEUE_COUNTS, _uncounted_send, faithful_moto
 
 
 def _originals() -> dict[str, Any]:

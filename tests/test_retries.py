@@ -11,7 +11,7 @@ from django.tasks import TaskResultStatus, default_task_backend, task
 from django.tasks.exceptions import InvalidTask
 
 from sqs_tasks import SQSTask, retry
-from sqs_tasks.items import MAX_ITEM_BYTES, item_size
+from sqs_tasks.results import MAX_ITEM_BYTES, item_size
 from sqs_tasks.testing import Stack, drain
 from tests import tasks
 

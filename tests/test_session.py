@@ -15,8 +15,8 @@ from botocore.config import Config
 from botocore.exceptions import DataNotFoundError, UnknownServiceError
 from botocore.regions import EndpointResolver
 
-from sqs_tasks import session as session_module
-from sqs_tasks.session import (
+from sqs_tasks.aws import session as session_module
+from sqs_tasks.aws.session import (
     SERVICES,
     TRIMMED_SERVICES,
     new_session,

@@ -22,9 +22,9 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.tasks import TaskResultStatus, default_task_backend
 
-from sqs_tasks.batch import backoff_seconds
 from sqs_tasks.testing import Stack
-from sqs_tasks.worker import Worker
+from sqs_tasks.worker.batch import backoff_seconds
+from sqs_tasks.worker.poller import Worker
 from tests import worker_tasks
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -33,7 +33,8 @@ class MotoServer:
 def moto_server(log_path: Path) -> Iterator[MotoServer]:
     """A moto server on 127.0.0.1 in a process (and so on a core) of its own.
 
-    It is moto's own server with sqs_tasks.moto_fixes applied (python -m sqs_tasks.moto_fixes),
+    It is moto's own server with sqs_tasks.testing.moto_fixes applied
+    (python -m sqs_tasks.testing.moto_fixes),
     so it behaves as aws_stack()'s does. Its URL names it `localhost`: moto reads an IP
     address in the Host header as an S3 bucket name, which `sam package` would trip over.
     """
@@ -45,7 +46,15 @@ def moto_server(log_path: Path) -> Iterator[MotoServer]:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("w") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "sqs_tasks.moto_fixes", "-H", "127.0.0.1", "-p", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "sqs_tasks.testing.moto_fixes",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                str(port),
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
         )

@@ -75,7 +75,7 @@ def bulk_table(
     ids: Sequence[str], expected: dict[str, Expected], results: dict[str, Any]
 ) -> tuple[str, list[str]]:
     """The --tasks load, one line per queue, and what went wrong."""
-    from ..cli import format_table
+    from ..ops.tables import format_table
 
     by_queue: dict[str, list[Any]] = {}
     problems = []

@@ -29,9 +29,9 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from ..events import lambda_event
-from ..settle import Message, delete_messages
-from .mapping_config import Handler, LambdaContext, Listener, MappingConfig, MappingStats
+from ..worker.events import lambda_event
+from ..worker.settle import Message, delete_messages
+from .mapping_config import Handler, Listener, MappingConfig, MappingStats
 
 logger = logging.getLogger("sqs_tasks.local.mapping")
 
@@ -168,7 +168,7 @@ class EventSourceMapping:
         """Invoke the function with batch; the ids of the messages that failed."""
         config = self.config
         self.stats.saw_batch(len(batch))
-        context = LambdaContext(config.function)
+        context = config.function.context()
         event = lambda_event(batch, config.queue_url, config.region)
         started = time.monotonic()
         problem = None

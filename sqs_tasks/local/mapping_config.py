@@ -6,12 +6,12 @@ import importlib
 import json
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..settle import Message
+from ..worker.context import LambdaContext
+from ..worker.settle import Message
 from .stack import Deployment
 
 Handler = Callable[[dict[str, Any], Any], Any]
@@ -38,30 +38,20 @@ class FunctionConfig:
             memory_size=int(configuration.get("MemorySize", 128)),
         )
 
+    def context(self) -> LambdaContext:
+        """The context of one invocation, counting down from the function's timeout."""
+        return LambdaContext(
+            deadline=time.monotonic() + self.timeout,
+            function_name=self.name,
+            function_arn=self.arn,
+            memory_limit_in_mb=self.memory_size,
+        )
+
     def load_handler(self) -> Handler:
         """Import the function's handler (Django must be set up first for ours)."""
         module, _, attribute = self.handler.rpartition(".")
         handler: Handler = getattr(importlib.import_module(module), attribute)
         return handler
-
-
-class LambdaContext:
-    """The Lambda context object of one emulated invocation."""
-
-    function_version = "$LATEST"
-
-    def __init__(self, function: FunctionConfig) -> None:
-        self.aws_request_id = str(uuid.uuid4())
-        self.function_name = function.name
-        self.invoked_function_arn = function.arn
-        self.memory_limit_in_mb = function.memory_size
-        self.log_group_name = f"/aws/lambda/{function.name}"
-        self.log_stream_name = f"local/{self.aws_request_id}"
-        self._deadline = time.monotonic() + function.timeout
-
-    def get_remaining_time_in_millis(self) -> int:
-        """Milliseconds left before the function's timeout."""
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
 @dataclass(frozen=True)

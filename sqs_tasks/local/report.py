@@ -25,7 +25,7 @@ def mix_table(
     ids: Sequence[str], expected: dict[str, Expected], tracker: Tracker, results: dict[str, Any]
 ) -> tuple[str, list[str]]:
     """The mix as a table (what a task enqueued under it), and what went wrong."""
-    from ..cli import describe, format_table
+    from ..ops.tables import describe, format_table
 
     rows, problems = [], []
     order = []

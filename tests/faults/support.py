@@ -8,10 +8,10 @@ from typing import Any
 from django.tasks import TaskResult, default_task_backend
 
 from lambda_handler.handler import handler
-from sqs_tasks.items import Item
 from sqs_tasks.message import Envelope
-from sqs_tasks.settle import delete_messages
+from sqs_tasks.results import Item
 from sqs_tasks.testing import DrainContext, lambda_record
+from sqs_tasks.worker.settle import delete_messages
 
 Message = dict[str, Any]
 

@@ -23,8 +23,8 @@ from django.conf import settings
 from django.tasks import TaskResult, TaskResultStatus
 
 from lambda_handler import dlq
-from lambda_handler.boot import configure_logging
 from sqs_tasks.testing import Stack
+from sqs_tasks.worker.boot import configure_logging
 from tests import tasks as suite_tasks
 from tests.faults import tasks
 from tests.faults.support import (

@@ -18,8 +18,8 @@ from botocore.exceptions import ClientError
 from botocore.retries.standard import ExponentialBackoff
 from django.tasks import Task, TaskResultStatus
 
+from sqs_tasks.aws.store import COND_CLAIMABLE, COND_NEW, COND_OWNER
 from sqs_tasks.exceptions import EnqueueError
-from sqs_tasks.store import COND_CLAIMABLE, COND_NEW, COND_OWNER
 from sqs_tasks.testing import QUEUE_ATTRIBUTES, Stack, drain
 from tests.faults import tasks
 from tests.faults.inject import FAULTS, Fault, Injection, response_lost

@@ -6,8 +6,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from sqs_tasks.ops import OperationError, check_queue, sqs_backend
-from sqs_tasks.reports import failures_report
+from sqs_tasks.ops.base import OperationError, check_queue, sqs_backend
+from sqs_tasks.ops.reports import failures_report
 
 
 class Command(BaseCommand):

@@ -6,8 +6,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from sqs_tasks.ops import OperationError, sqs_backend
-from sqs_tasks.requeue import redrive
+from sqs_tasks.ops.base import OperationError, sqs_backend
+from sqs_tasks.ops.requeue import redrive
 
 
 class Command(BaseCommand):

@@ -6,8 +6,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from sqs_tasks.ops import OperationError, load_item, sqs_backend
-from sqs_tasks.reports import describe_item
+from sqs_tasks.ops.base import OperationError, load_item, sqs_backend
+from sqs_tasks.ops.reports import describe_item
 
 
 class Command(BaseCommand):

@@ -13,7 +13,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.tasks.exceptions import InvalidTaskBackend
 
-from sqs_tasks.worker import MAX_BATCH_SIZE, MAX_WAIT_TIME, Worker
+from sqs_tasks.worker.poller import MAX_BATCH_SIZE, MAX_WAIT_TIME, Worker
 
 
 class Command(BaseCommand):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -9,8 +10,27 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from django.core.exceptions import ImproperlyConfigured
 
-from . import backoff
-from .events import queue_arn
+from . import retries
+
+
+def queue_arn(queue_url: str, region: str, partition: str | None = None) -> str:
+    """An SQS queue's ARN from its URL (scheme://host/<account>/<name>), with no request.
+
+    partition is the client's (client.meta.partition); without one, botocore's partition
+    data is asked for the region.
+    """
+    account, name = queue_url.rstrip("/").split("/")[-2:]
+    if partition is None:
+        partition = _partition(region)
+    return f"arn:{partition}:sqs:{region}:{account}:{name}"
+
+
+@functools.cache
+def _partition(region: str) -> str:
+    from botocore.session import get_session
+
+    partition: str = get_session().get_partition_for_region(region)
+    return partition
 
 
 class QueueClient:
@@ -48,7 +68,8 @@ class QueueClient:
 
     def arn(self, queue_name: str) -> str:
         """The queue's ARN (a schedule targets queues by ARN), worked out from its URL."""
-        return queue_arn(self.url(queue_name), self._client().meta.region_name)
+        client = self._client()
+        return queue_arn(self.url(queue_name), client.meta.region_name, client.meta.partition)
 
     def send(self, queue_name: str, body: str, *, delay: int = 0) -> str:
         """Send one message; returns its SQS message id."""
@@ -68,9 +89,9 @@ class QueueClient:
         for start in range(0, len(messages), 10):
             pending = {str(i): m for i, m in enumerate(messages[start : start + 10])}
             why: dict[str, str] = {}
-            for attempt in range(backoff.BATCH_ATTEMPTS):
+            for attempt in range(retries.BATCH_ATTEMPTS):
                 if attempt:
-                    backoff.pause(attempt)
+                    retries.pause(attempt)
                 entries = [
                     {"Id": i, "MessageBody": body, **({"DelaySeconds": delay} if delay else {})}
                     for i, (_, body, delay) in pending.items()

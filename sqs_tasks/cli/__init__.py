@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from ..ops.tables import describe, format_table
+
 
 def _setup_django(settings_module: str) -> None:
     # Like manage.py: the project lives in the current directory.
@@ -19,42 +21,6 @@ def _setup_django(settings_module: str) -> None:
     django.setup()
 
 
-def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """A plain-text table with a header rule, columns padded to their widest cell."""
-    cells = [[str(c) for c in headers], *[[str(c) for c in row] for row in rows]]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(line.rstrip() for line in lines)
-
-
-def describe(result: Any) -> list[object]:
-    """One table row for a TaskResult: what ran, how it ended, and how long it took."""
-    duration = ""
-    if result.started_at and result.finished_at:
-        duration = f"{(result.finished_at - result.started_at) / timedelta(milliseconds=1):.0f} ms"
-    if result.status == "SUCCESSFUL":
-        outcome = repr(result.return_value)
-    elif result.errors:
-        last = result.errors[-1]
-        message = last.traceback.strip().splitlines()[-1]
-        outcome = message
-    else:
-        outcome = "waiting" if result.task.run_after else ""
-    if len(outcome) > 60:
-        outcome = outcome[:57] + "..."
-    return [
-        result.id[:8],
-        result.task.name,
-        result.task.queue_name,
-        result.task.priority,
-        result.status,
-        result.attempts,
-        duration,
-        outcome,
-    ]
-
-
 def demo(args: argparse.Namespace) -> int:
     """Enqueue the example tasks on moto, run them through the Lambda handler, print results."""
     _setup_django(args.settings)
@@ -62,7 +28,7 @@ def demo(args: argparse.Namespace) -> int:
 
     from example import tasks
 
-    from .testing import aws_stack, drain
+    from ..testing import aws_stack, drain
 
     with aws_stack() as stack:
         print(f"Embedded AWS (moto server) at {stack.endpoint_url}")
@@ -106,7 +72,7 @@ def demo(args: argparse.Namespace) -> int:
 def local(args: argparse.Namespace) -> int:
     """Deploy the SAM stack into an embedded moto server and run the example project's tasks
     through emulated Lambda event source mappings; exit 0 only if each ended as it should."""
-    from .local.run import main as run_local
+    from ..local.run import main as run_local
 
     return run_local(args)
 
@@ -124,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "on it as Lambda would",
         description=local.__doc__,
     )
-    from .local.options import add_arguments  # Imports neither Django nor boto3.
+    from ..local.options import add_arguments  # Imports neither Django nor boto3.
 
     add_arguments(local_parser)
     local_parser.set_defaults(run=local)

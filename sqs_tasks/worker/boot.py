@@ -12,7 +12,7 @@ import django
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from django.apps import apps
 
-from sqs_tasks.runner import TaskLogFilter
+from .attempt import TaskLogFilter
 
 
 def setup_django() -> None:
@@ -46,7 +46,7 @@ def warm_clients() -> None:
     """
     from django.tasks import task_backends
 
-    from sqs_tasks.backend import SQSBackend
+    from ..backend import SQSBackend
 
     for backend in task_backends.all():
         if isinstance(backend, SQSBackend):

@@ -17,8 +17,10 @@ from django.tasks.exceptions import InvalidTask
 from django.tasks.signals import task_finished, task_started
 from django.utils.json import normalize_json
 
-from .exceptions import InvalidTaskPath, ResultTooLarge
-from .items import (
+from ..aws.store import READY, RUNNING, TERMINAL, Claim, ResultStore
+from ..exceptions import InvalidTaskPath, ResultTooLarge
+from ..message import Envelope, decode
+from ..results import (
     MAX_ITEM_BYTES,
     Item,
     dumps,
@@ -28,9 +30,7 @@ from .items import (
     task_error,
     to_result,
 )
-from .message import Envelope, decode
-from .store import READY, RUNNING, TERMINAL, Claim, ResultStore
-from .task import SQSTask
+from ..task import SQSTask
 
 logger = logging.getLogger("sqs_tasks.runner")
 

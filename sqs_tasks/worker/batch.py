@@ -1,4 +1,4 @@
-"""One batch the worker received: its Lambda context, the handler's run, and its settling.
+"""One batch the worker received: the handler's run, and its settling.
 
 What the handler reports in batchItemFailures is hidden for an exponential backoff on its
 receive count (ChangeMessageVisibility); everything else is deleted (DeleteMessageBatch);
@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import backoff
+from .context import LambdaContext
 from .events import lambda_event
 from .heartbeat import Heartbeat
 from .settle import Message, change_visibility, delete_messages
 
-# The worker's logger, not this module's: `-v 2` and the README name sqs_tasks.worker.
+# The worker's logger, not this module's: `-v 2` and the README name sqs_tasks.worker.poller.
 logger = logging.getLogger("sqs_tasks.worker")
 
 Handler = Callable[[dict[str, Any], Any], Any]
@@ -33,47 +34,7 @@ BACKOFF_MAX = 900
 
 def backoff_seconds(receive_count: int, *, base: int = BACKOFF_BASE, cap: int = BACKOFF_MAX) -> int:
     """How long a message that failed on its receive_count-th receive stays hidden."""
-    exponent = min(max(receive_count, 1) - 1, 32)
-    return int(min(cap, base * 2**exponent))
-
-
-class WorkerContext:
-    """The parts of a Lambda context the handler reads, for one batch.
-
-    The remaining time runs out with the batch's visibility timeout. Once the worker is
-    stopping it is 0, so the handler starts no further record: it sends each back to its
-    queue as a fresh message, nothing claimed.
-    """
-
-    function_name = "sqs-tasks-worker"
-    function_version = "$LATEST"
-    memory_limit_in_mb = 0
-    invoked_function_arn = "arn:aws:lambda:local:000000000000:function:sqs-tasks-worker"
-
-    def __init__(self, worker_id: str, deadline: float, stopping: threading.Event) -> None:
-        self.aws_request_id = worker_id
-        self._deadline = deadline  # time.monotonic() at which the batch's visibility ends
-        self._stopping = stopping
-        self.sent_again = 0  # records the handler put back on the queue, never started
-
-    def record_sent_again(self) -> None:
-        """Called by the handler for each record it sent back to its queue unstarted."""
-        self.sent_again += 1
-
-    def extend(self, deadline: float) -> None:
-        """Move the deadline later: the batch's messages were hidden for longer."""
-        self._deadline = max(self._deadline, deadline)
-
-    @property
-    def deadline(self) -> float:
-        """time.monotonic() at which the batch's messages become visible again."""
-        return self._deadline
-
-    def get_remaining_time_in_millis(self) -> int:
-        """What is left of the batch's visibility timeout; 0 once the worker is stopping."""
-        if self._stopping.is_set():
-            return 0
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
+    return int(backoff.ceiling(receive_count, base, cap))
 
 
 @dataclass
@@ -126,7 +87,7 @@ class BatchRunner:
     ) -> None:
         """Hand messages to the handler, then delete, back off or hand back each one."""
         worker_id = f"{self.worker_name}-{uuid.uuid4().hex[:12]}"
-        context = WorkerContext(worker_id, deadline, self.stopping)
+        context = LambdaContext(worker_id, deadline, self.stopping)
         self.stats.add(batches=1)
         try:
             with Heartbeat(sqs, url, messages, context, visibility):

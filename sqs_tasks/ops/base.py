@@ -1,6 +1,6 @@
 """What the operator commands share: the backend, queue and result they name, or why not.
 
-The operations themselves live in sqs_tasks.reports (result, failures) and sqs_tasks.requeue
+The operations themselves live in sqs_tasks.ops.reports (result, failures) and sqs_tasks.ops.requeue
 (retry, redrive), apart from the management commands (which only parse options and print)
 so each piece can be called from a shell or a script as well.
 """
@@ -11,7 +11,7 @@ from typing import Any
 
 from django.tasks.exceptions import InvalidTaskBackend
 
-from .items import Item
+from ..results import Item
 
 
 class OperationError(Exception):

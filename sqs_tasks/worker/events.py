@@ -4,16 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-
-def queue_arn(queue_url: str, region: str) -> str:
-    """An SQS queue's ARN from its URL (scheme://host/<account>/<name>), with no request."""
-    account, name = queue_url.rstrip("/").split("/")[-2:]
-    partition = "aws"
-    if region.startswith("cn-"):
-        partition = "aws-cn"
-    elif region.startswith("us-gov-"):
-        partition = "aws-us-gov"
-    return f"arn:{partition}:sqs:{region}:{account}:{name}"
+from ..aws.queue import queue_arn
 
 
 def lambda_record(message: dict[str, Any], queue_url: str, region: str) -> dict[str, Any]:

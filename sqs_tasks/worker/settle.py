@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-# The worker's logger, not this module's: `-v 2` and the README name sqs_tasks.worker.
+# The worker's logger, not this module's: `-v 2` and the README name sqs_tasks.worker.poller.
 logger = logging.getLogger("sqs_tasks.worker")
 
 Message = dict[str, Any]  # a message as ReceiveMessage returns it

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .cli import format_table
-from .items import Item
-from .store import SUCCESSFUL
+from ..aws.store import SUCCESSFUL
+from ..results import Item
+from .tables import format_table
 
 # A last traceback line longer than this is cut in the failures table.
 ERROR_WIDTH = 80

@@ -89,7 +89,7 @@ def faithful_moto() -> Iterator[None]:
 
 
 if __name__ == "__main__":
-    # python -m sqs_tasks.moto_fixes [moto_server options]: moto's server, these fixes applied.
+    # python -m sqs_tasks.testing.moto_fixes [moto_server options]: moto's server, fixed.
     import sys
 
     from moto.server import main

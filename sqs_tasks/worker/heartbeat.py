@@ -11,7 +11,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .runner import LEASE_MARGIN, running
+from .attempt import LEASE_MARGIN, running
 from .settle import change_visibility
 
 logger = logging.getLogger("sqs_tasks.worker")

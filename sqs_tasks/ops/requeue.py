@@ -12,10 +12,10 @@ from django.core.exceptions import ImproperlyConfigured
 from django.tasks import TaskResult
 from django.tasks.exceptions import InvalidTask
 
-from .exceptions import InvalidTaskPath
-from .items import Item, load_task
-from .ops import OperationError, check_queue, load_item
-from .store import FAILED
+from ..aws.store import FAILED
+from ..exceptions import InvalidTaskPath
+from ..results import Item, load_task
+from .base import OperationError, check_queue, load_item
 
 # Named for the operator commands as a whole, so a log configuration needs one name for them.
 logger = logging.getLogger("sqs_tasks.ops")

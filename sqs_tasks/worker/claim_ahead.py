@@ -14,8 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
-from sqs_tasks.message import peek_result_id
-from sqs_tasks.runner import Claiming, start_claim
+from ..message import peek_result_id
+from .attempt import Claiming, start_claim
 
 logger = logging.getLogger("sqs_tasks.handler")
 

@@ -8,15 +8,16 @@ is due at the moved time and leaves the rest waiting.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from contextlib import suppress
 from datetime import UTC, datetime
 from typing import Any
 
+from ..aws.queue import queue_arn
+from ..worker.context import LambdaContext
+from ..worker.events import lambda_record
+from ..worker.settle import delete_messages
 from .embedded import MAX_RECEIVE_COUNT, QUEUE_ATTRIBUTES, TABLE_DEFINITION, Stack, aws_stack
-from .events import lambda_record, queue_arn
-from .settle import delete_messages
 
 __all__ = [
     "MAX_RECEIVE_COUNT",
@@ -31,30 +32,15 @@ __all__ = [
     "sqs_tasks_aws",
 ]
 
-# What a Lambda invocation has left, as drain()'s stand-in context reports it.
-DRAIN_REMAINING_MS = 60_000
-
-
-class DrainContext:
-    """The parts of a Lambda context the handler reads."""
-
-    function_name = "sqs-tasks-drain"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:sqs-tasks-drain"
-
-    def __init__(self) -> None:
-        self.aws_request_id = str(uuid.uuid4())
-
-    def get_remaining_time_in_millis(self) -> int:
-        """A fixed budget: drain() never runs out of time."""
-        return DRAIN_REMAINING_MS
+# The Lambda context drain() hands the handler: no deadline, so it never runs out of time.
+DrainContext = LambdaContext
 
 
 def drain(backend: str = "default", *, batch_size: int = 10, max_messages: int = 10_000) -> int:
     """Run every due task of backend's queues through the Lambda handler; returns messages seen."""
     from django.tasks import task_backends
 
-    from lambda_handler.handler import handler
+    from ..worker.handler import handler
 
     tasks_backend: Any = task_backends[backend]
     sqs = emulator_client(tasks_backend, "sqs")
@@ -74,7 +60,7 @@ def drain(backend: str = "default", *, batch_size: int = 10, max_messages: int =
                 continue
             received += len(messages)
             event = {"Records": [lambda_record(m, url, region) for m in messages]}
-            response = handler(event, DrainContext())
+            response = handler(event, LambdaContext(function_name="sqs-tasks-drain"))
             failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
             # As the event source mapping does: delete what succeeded, leave failures to reappear.
             delete_messages(sqs, url, [m for m in messages if m["MessageId"] not in failed])

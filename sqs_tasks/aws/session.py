@@ -146,5 +146,5 @@ def new_session() -> botocore.session.Session:
 
 
 if __name__ == "__main__":
-    # python -m sqs_tasks.session [DIRECTORY]: what infra/worker/Makefile runs in the package.
+    # python -m sqs_tasks.aws.session [DIRECTORY]: what infra/worker/Makefile runs in the package.
     print(write_endpoints(*(Path(arg) for arg in sys.argv[1:2])))
