@@ -9,9 +9,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from boto3.dynamodb.types import TypeDeserializer
 from django.tasks.exceptions import InvalidTaskBackend
 
 from ..results import Item
+
+_deserializer = TypeDeserializer()
+
+
+def plain(item: Item) -> dict[str, Any]:
+    """A result item as Python values (numbers as Decimal), for reading, not for writing back."""
+    return {name: _deserializer.deserialize(value) for name, value in item.items()}
 
 
 class OperationError(Exception):
