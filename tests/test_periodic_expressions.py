@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-from itertools import islice
+from itertools import islice, pairwise
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -115,3 +115,18 @@ def test_a_rate_fires_on_a_grid_from_its_epoch_whatever_the_time_zone() -> None:
 def test_a_bad_expression_says_what_is_wrong(expression: str, problem: str) -> None:
     with pytest.raises(ExpressionError, match=re.escape(problem)):
         parse(expression)
+
+
+@pytest.mark.parametrize(
+    "expression",
+    ["cron(0 10 * * ? *)", "cron(30 2 * * ? *)", "cron(0 9 ? * 2#1 *)", "rate(5 minutes)"],
+)
+def test_the_previous_firing_is_the_one_before_the_next(expression: str) -> None:
+    parsed = parse(expression)
+    firings = list(islice(parsed.firings(datetime(2026, 10, 20, tzinfo=UTC), PARIS), 8))
+
+    for earlier, later in pairwise(firings):
+        assert parsed.previous_before(later, PARIS) == earlier
+        assert parsed.fires_at(later, PARIS)
+        assert not parsed.fires_at(later + timedelta(minutes=1), PARIS)
+    assert parse("cron(0 0 1 1 ? 2027)").previous_before(START, UTC_ZONE) is None

@@ -182,6 +182,27 @@ class Cron:
         """The first firing after `after`, or None if the expression never fires again."""
         return next(self.firings(after, zone), None)
 
+    def previous_before(self, before: datetime, zone: ZoneInfo) -> datetime | None:
+        """The last firing strictly before `before`, or None if it never fired before it."""
+        local_before = before.astimezone(zone)
+        for year in sorted((y for y in self.years if y <= local_before.year), reverse=True):
+            for month in sorted(self.months, reverse=True):
+                if (year, month) > (local_before.year, local_before.month):
+                    continue
+                for day in sorted(self.day_rule.days(year, month), reverse=True):
+                    if date(year, month, day) > local_before.date():
+                        continue
+                    for hour in sorted(self.hours, reverse=True):
+                        for minute in sorted(self.minutes, reverse=True):
+                            moment = _existing(datetime(year, month, day, hour, minute), zone)
+                            if moment is not None and moment < before:
+                                return moment
+        return None
+
+    def fires_at(self, moment: datetime, zone: ZoneInfo) -> bool:
+        """Whether moment is one of the expression's firings."""
+        return self.next_after(moment - timedelta(seconds=1), zone) == moment
+
 
 def _existing(local: datetime, zone: ZoneInfo) -> datetime | None:
     """local wall-clock time in zone as a UTC instant; None if DST skips it (first if twice)."""
@@ -210,6 +231,14 @@ class Rate:
     def next_after(self, after: datetime, zone: ZoneInfo) -> datetime | None:
         """The first firing after `after`."""
         return next(self.firings(after, zone))
+
+    def previous_before(self, before: datetime, zone: ZoneInfo) -> datetime | None:
+        """The last firing strictly before `before`."""
+        return self.next_after(before - timedelta(seconds=self.seconds + 1e-6), zone)
+
+    def fires_at(self, moment: datetime, zone: ZoneInfo) -> bool:
+        """Whether moment is one of the expression's firings."""
+        return self.next_after(moment - timedelta(seconds=1), zone) == moment
 
 
 Expression = Cron | Rate

@@ -17,6 +17,7 @@ from ..aws.queue import queue_arn
 from ..worker.context import LambdaContext
 from ..worker.events import lambda_record
 from ..worker.settle import delete_messages
+from .clock import fire_periodic
 from .embedded import MAX_RECEIVE_COUNT, QUEUE_ATTRIBUTES, TABLE_DEFINITION, Stack, aws_stack
 
 __all__ = [
@@ -90,7 +91,11 @@ _EMULATOR_CLIENTS: dict[tuple[str, str | None, str | None], Any] = {}
 
 
 def fire_due_schedules(backend: str = "default") -> int:
-    """Do what EventBridge Scheduler does at a one-time schedule's time: send, then delete."""
+    """Do what EventBridge Scheduler does when schedules come due; returns messages sent.
+
+    A one-time schedule sends its message, then is deleted; a periodic one sends a message for
+    each firing since the last (or since it was made), its scheduled time filled in.
+    """
     from django.tasks import task_backends
 
     tasks_backend: Any = task_backends[backend]
@@ -105,6 +110,9 @@ def fire_due_schedules(backend: str = "default") -> int:
     fired = 0
     for summary in client.list_schedules(GroupName=scheduler.group)["Schedules"]:
         schedule = client.get_schedule(GroupName=scheduler.group, Name=summary["Name"])
+        if not schedule["ScheduleExpression"].startswith("at("):
+            fired += fire_periodic(sqs, urls, schedule, now)
+            continue
         due = datetime.strptime(schedule["ScheduleExpression"], "at(%Y-%m-%dT%H:%M:%S)")
         if due.replace(tzinfo=UTC) > now:
             continue
