@@ -20,7 +20,7 @@ def _backend(options: dict[str, object], queues: list[str] | None = None) -> SQS
 
 def test_unknown_option_names_the_key_and_alias() -> None:
     with pytest.raises(ImproperlyConfigured, match=r"TASKS\['jobs'\].*unknown option 'TABLE'"):
-        _backend({"TABLE": "results"})
+        _ = _backend({"TABLE": "results"}).config
 
 
 @pytest.mark.parametrize(
@@ -42,7 +42,7 @@ def test_unknown_option_names_the_key_and_alias() -> None:
 )
 def test_invalid_option_values_are_named(options: dict[str, object], message: str) -> None:
     with pytest.raises(ImproperlyConfigured, match=r"TASKS\['jobs'\]\['OPTIONS'\]" + message):
-        _backend(options)
+        _ = _backend(options).config
 
 
 def test_environment_configures_a_lambda_without_code(monkeypatch: pytest.MonkeyPatch) -> None:
