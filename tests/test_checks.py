@@ -12,6 +12,7 @@ from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.tasks import default_task_backend
 from django.test import override_settings
+from django.test.runner import DiscoverRunner as DjangoDiscoverRunner
 
 from sqs_tasks.apps import AWS_TAG, SQSTasksConfig
 from sqs_tasks.exceptions import ResourceNotFound
@@ -164,3 +165,14 @@ def test_non_string_dict_keys_are_refused_so_results_read_back_as_enqueued(stack
     assert _scan() == []
     result = tasks.echo.enqueue({"1": "x"}, (1, b"ok"))
     assert default_task_backend.get_result(result.id).args == result.args == [{"1": "x"}, [1, "ok"]]
+
+
+def test_the_test_runner_checks_against_the_embedded_aws(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sqs_tasks.testing.runner import DiscoverRunner
+
+    for name in ("SQS_TASKS_TABLE", "SQS_TASKS_QUEUE_PREFIX", "SQS_TASKS_QUEUE_URLS"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(SystemCheckError, match=r"sqs_tasks\.E001"):
+        DjangoDiscoverRunner(verbosity=0).run_checks(set())
+
+    DiscoverRunner(verbosity=0).run_checks(set())

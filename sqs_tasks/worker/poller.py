@@ -44,6 +44,9 @@ MAX_VISIBILITY_TIMEOUT = 43_200
 MIN_VISIBILITY_TIMEOUT = 10
 # After a failed ReceiveMessage (network, throttling), wait this long before polling again.
 RECEIVE_ERROR_PAUSE = 5.0
+# After stop(), how long run() waits for pollers still in a long poll before it returns
+# without them: an idle worker stops this quickly rather than after up to wait_time.
+STOP_GRACE = 1.5
 
 
 class Worker:
@@ -108,6 +111,7 @@ class Worker:
         self.name = f"{socket.gethostname()}-{os.getpid()}"
         self.stats = WorkerStats()
         self.crashed = False  # a poller died of an unexpected error (logged)
+        self.abandoned_polls = 0  # long polls still waiting when run() returned
         self._urls: dict[str, str] = {}
         self._visibility: dict[str, int] = {}
         self._region = ""
@@ -177,13 +181,23 @@ class Worker:
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="sqs-tasks-batch") as pool:
             self._pool = pool
             pollers = [
-                threading.Thread(target=self._poll_or_stop, args=(q,), name=f"sqs-tasks-poll-{q}")
+                threading.Thread(
+                    target=self._poll_or_stop,
+                    args=(q,),
+                    name=f"sqs-tasks-poll-{q}",
+                    # A poller still in its long poll must not keep the process alive: what it
+                    # receives once stopping is handed back, if the process is still there.
+                    daemon=True,
+                )
                 for q in self.queue_names
             ]
             for poller in pollers:
                 poller.start()
+            self._stopping.wait()  # Pollers end only once stopping (a crash stops, too).
+            grace_ends = time.monotonic() + STOP_GRACE
             for poller in pollers:
-                poller.join()
+                poller.join(max(0.0, grace_ends - time.monotonic()))
+            self.abandoned_polls = sum(poller.is_alive() for poller in pollers)
         # Leaving the with block waited for every batch in flight.
         logger.info("Worker %s stopped: %s", self.name, self.stats.summary())
         return self.stats
