@@ -80,6 +80,15 @@ def test_a_missing_queue_names_it(stack: Stack) -> None:
         call_command("sqs_tasks_worker", "--until-empty", "--wait-time", "0")
 
 
+def test_a_typo_in_options_is_one_line(stack: Stack) -> None:
+    typo = _tasks_with(stack, TABLE="results")
+    with (
+        override_settings(TASKS=typo),
+        pytest.raises(CommandError, match=r"^TASKS\['default'\]\['OPTIONS'\] has unknown option"),
+    ):
+        call_command("sqs_tasks_worker", "--until-empty", "--wait-time", "0")
+
+
 def test_until_empty_exits_non_zero_when_messages_failed(stack: Stack) -> None:
     for i in range(3):
         tasks.add.enqueue(i, 1)

@@ -76,6 +76,8 @@ class Command(BaseCommand):
             )
         except InvalidTaskBackend as e:
             raise CommandError(f"Unknown task backend {options['backend']!r} ({e}).") from e
+        except ImproperlyConfigured as e:
+            raise CommandError(str(e)) from e
         except ValueError as e:
             raise CommandError(f"{str(e)[:1].upper()}{str(e)[1:]}.") from e
         if options["verbosity"] >= 2:
