@@ -46,7 +46,7 @@ MIN_VISIBILITY_TIMEOUT = 10
 RECEIVE_ERROR_PAUSE = 5.0
 # After stop(), how long run() waits for pollers still in a long poll before it returns
 # without them: an idle worker stops this quickly rather than after up to wait_time.
-STOP_GRACE = 1.5
+STOP_GRACE = 1.0
 
 
 class Worker:
@@ -135,7 +135,8 @@ class Worker:
         # task_backends keeps one backend per thread, so each thread has its own client.
         return task_backends[self.backend].client("sqs")  # type: ignore[attr-defined]
 
-    def _prepare(self) -> None:
+    def prepare(self) -> None:
+        """Look up each queue's URL and visibility timeout; run() does it if not done."""
         from django.tasks import task_backends
 
         tasks_backend: Any = task_backends[self.backend]
@@ -160,7 +161,8 @@ class Worker:
 
     def run(self) -> WorkerStats:
         """Poll and run batches until stop() (or, with until_empty, until nothing is left)."""
-        self._prepare()
+        if not self._region:
+            self.prepare()
         self._batches = BatchRunner(
             self.name,
             self.handler,

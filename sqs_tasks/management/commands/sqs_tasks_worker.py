@@ -82,6 +82,23 @@ class Command(BaseCommand):
             raise CommandError(f"{str(e)[:1].upper()}{str(e)[1:]}.") from e
         if options["verbosity"] >= 2:
             self._log_to_stderr()
+        try:
+            worker.prepare()  # Before saying "polling": the queues are there and reachable.
+        except ImproperlyConfigured as e:
+            raise CommandError(str(e)) from e
+        except ValueError as e:  # A queue's visibility timeout the worker cannot use.
+            raise CommandError(f"{str(e)[:1].upper()}{str(e)[1:]}.") from e
+        except NoRegionError as e:
+            raise CommandError(
+                f"No AWS region for task backend {worker.backend!r}: set AWS_DEFAULT_REGION "
+                "(or AWS_REGION), or OPTIONS['REGION_NAME']."
+            ) from e
+        except (BotoCoreError, ClientError) as e:
+            # Nothing was received yet: say what and where, in one line.
+            raise CommandError(
+                f"Cannot reach SQS for task backend {worker.backend!r}: {e} (check "
+                "OPTIONS['ENDPOINT_URL'], the region and the AWS credentials)."
+            ) from e
         self._say(
             f"Worker {worker.name}: polling {', '.join(worker.queue_names)} of backend "
             f"{worker.backend!r} (concurrency {worker.concurrency}, batch size "
@@ -101,19 +118,6 @@ class Command(BaseCommand):
         previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         try:
             stats = worker.run()
-        except ImproperlyConfigured as e:
-            raise CommandError(str(e)) from e
-        except NoRegionError as e:
-            raise CommandError(
-                f"No AWS region for task backend {worker.backend!r}: set AWS_DEFAULT_REGION "
-                "(or AWS_REGION), or OPTIONS['REGION_NAME']."
-            ) from e
-        except (BotoCoreError, ClientError) as e:
-            # Before polling starts, so nothing was received: say what and where, in one line.
-            raise CommandError(
-                f"Cannot reach SQS for task backend {worker.backend!r}: {e} (check "
-                "OPTIONS['ENDPOINT_URL'], the region and the AWS credentials)."
-            ) from e
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
