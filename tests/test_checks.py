@@ -111,6 +111,17 @@ def test_a_missing_table_is_named_and_nothing_is_sent(stack: Stack) -> None:
     assert queue_depth() == 0
 
 
+def test_a_missing_table_fails_enqueue_many_before_anything_is_sent(stack: Stack) -> None:
+    entries = [(tasks.add, [i, 1], {}) for i in range(30)]
+    with (
+        override_settings(TASKS=_tasks_with(stack, TABLE_NAME="nope")),
+        pytest.raises(ResourceNotFound, match=r"DynamoDB table 'nope' does not exist"),
+    ):
+        default_task_backend.enqueue_many(entries)  # type: ignore[attr-defined]
+
+    assert queue_depth() == 0
+
+
 def test_a_queue_missing_under_the_prefix_is_named_before_anything_is_written(
     stack: Stack,
 ) -> None:

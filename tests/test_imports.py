@@ -25,6 +25,9 @@ CORE = (
     "sqs_tasks.task",
     "sqs_tasks.backoff",
     "sqs_tasks.apps",
+    "sqs_tasks.arguments",
+    "sqs_tasks.ops",
+    "sqs_tasks.management",
 )
 
 
