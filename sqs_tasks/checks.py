@@ -66,7 +66,7 @@ def backend_errors(
 
 
 def missing_resources(producer: Producer, queues: Iterable[str]) -> list[checks.CheckMessage]:
-    """Look up the table (DescribeTable) and each queue (GetQueueUrl); name what is missing."""
+    """Look up the table (GetItem) and each queue (GetQueueUrl); name what is missing."""
     errors: list[checks.CheckMessage] = []
     lookups: list[tuple[str, Callable[[], object]]] = [
         (f"queue {name!r}", partial(producer.queue.verify, name)) for name in sorted(queues)

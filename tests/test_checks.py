@@ -6,6 +6,7 @@ import copy
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 from django.apps import apps
 from django.core import checks
 from django.core.management import call_command
@@ -146,6 +147,27 @@ def test_a_configured_queue_url_that_is_missing_leaves_no_item(stack: Stack) -> 
 
     assert "The result is deleted: nothing was enqueued." in (e.value.__notes__ or [])
     assert _scan() == []
+
+
+def test_a_missing_queue_url_is_marked_failed_where_deleting_is_not_allowed(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    urls = dict(stack.tasks["default"]["OPTIONS"]["QUEUE_URLS"])
+    urls["default"] = urls["default"].replace("default", "gone")
+    with override_settings(TASKS=_tasks_with(stack, QUEUE_URLS=urls)):
+        store: Any = default_task_backend.store  # type: ignore[attr-defined]
+
+        def denied(result_id: str) -> bool:
+            error: Any = {"Error": {"Code": "AccessDeniedException", "Message": "no DeleteItem"}}
+            raise ClientError(error, "DeleteItem")
+
+        monkeypatch.setattr(store, "discard_unsent", denied)
+        with pytest.raises(ResourceNotFound, match=r"does not exist") as e:
+            tasks.add.enqueue(1, 2)
+
+    assert "The result is marked FAILED." in (e.value.__notes__ or [])
+    (item,) = _scan()
+    assert item["status"] == {"S": "FAILED"}
 
 
 @pytest.mark.parametrize(

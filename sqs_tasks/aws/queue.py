@@ -94,9 +94,12 @@ class QueueClient:
         """The queue's URL, once SQS confirms the queue exists (else ResourceNotFound)."""
         url = self.url(queue_name)  # GetQueueUrl when found through the prefix.
         if queue_name in self._configured:
+            # GetQueueUrl again, which the stack's producer policy allows (GetQueueAttributes
+            # it does not).
+            account, name = url.rstrip("/").split("/")[-2:]
             client = self._client()
             try:
-                client.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+                client.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)
             except ClientError as e:
                 if no_queue(e):
                     raise missing_queue(

@@ -113,9 +113,15 @@ class ResultStore:
             raise
 
     def verify(self) -> None:
-        """Look the table up (DescribeTable); ResourceNotFound names it if it is missing."""
+        """Look the table up; ResourceNotFound names it if it is missing."""
+        # A GetItem of a key no result has: the stack's producer and worker policies allow
+        # it, where DescribeTable would need a permission of its own.
         with self.named():
-            self._client().describe_table(TableName=self.table_name)
+            self._client().get_item(
+                TableName=self.table_name,
+                Key={"id": {"S": "sqs-tasks-check"}},
+                ProjectionExpression="id",
+            )
 
     def get(self, result_id: str) -> Item | None:
         """Read an item with a consistent read, so a refresh never goes back in time."""
