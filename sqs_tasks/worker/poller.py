@@ -30,6 +30,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from ..backend import SQSBackend
 from .batch import BACKOFF_BASE, BACKOFF_MAX, BatchRunner, Handler, WorkerStats
 from .settle import Message, change_visibility
 from .slots import BatchSlots
@@ -84,8 +85,8 @@ class Worker:
             )
         if not 0 < backoff_base <= backoff_max:
             raise ValueError("backoff must be positive and at most its cap")
-        tasks_backend: Any = task_backends[backend]
-        if not hasattr(tasks_backend, "queue") or not hasattr(tasks_backend, "store"):
+        tasks_backend = task_backends[backend]
+        if not isinstance(tasks_backend, SQSBackend):
             raise ValueError(f"task backend {backend!r} is not an sqs_tasks.SQSBackend")
         names = list(dict.fromkeys(queues)) if queues else sorted(tasks_backend.queues)
         unknown = [q for q in names if q not in tasks_backend.queues]
@@ -130,16 +131,13 @@ class Worker:
         self._slots.stop()
 
     def _sqs(self) -> Any:
-        from django.tasks import task_backends
 
         # task_backends keeps one backend per thread, so each thread has its own client.
-        return task_backends[self.backend].client("sqs")  # type: ignore[attr-defined]
+        return _sqs_backend(self.backend).client("sqs")
 
     def prepare(self) -> None:
         """Look up each queue's URL and visibility timeout; run() does it if not done."""
-        from django.tasks import task_backends
-
-        tasks_backend: Any = task_backends[self.backend]
+        tasks_backend = _sqs_backend(self.backend)
         sqs = tasks_backend.client("sqs")
         self._region = sqs.meta.region_name
         for name in self.queue_names:
@@ -272,3 +270,12 @@ class Worker:
             self.stats.add(released=change_visibility(sqs, url, messages, lambda m: 0))
         except (ClientError, BotoCoreError) as e:
             logger.error("Could not hand %s messages back: %s", len(messages), e)
+
+
+def _sqs_backend(alias: str) -> SQSBackend:
+    """This thread's backend of alias (Worker() checked that it is an SQSBackend)."""
+    from django.tasks import task_backends
+
+    backend = task_backends[alias]
+    assert isinstance(backend, SQSBackend)
+    return backend
