@@ -7,14 +7,22 @@ so each piece can be called from a shell or a script as well.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from boto3.dynamodb.types import TypeDeserializer
 from django.tasks.exceptions import InvalidTaskBackend
 
 from ..results import Item
 
 if TYPE_CHECKING:
     from ..backend import SQSBackend
+
+_deserializer = TypeDeserializer()
+
+
+def plain(item: Item) -> dict[str, Any]:
+    """A result item as Python values (numbers as Decimal), for reading, not for writing back."""
+    return {name: _deserializer.deserialize(value) for name, value in item.items()}
 
 
 class OperationError(Exception):

@@ -15,7 +15,7 @@ from django.tasks.exceptions import InvalidTask
 from ..aws.store import FAILED
 from ..exceptions import InvalidTaskPath
 from ..results import Item, load_task
-from .base import OperationError, check_queue, load_item
+from .base import OperationError, check_queue, load_item, plain
 
 if TYPE_CHECKING:
     from ..backend import SQSBackend
@@ -30,21 +30,22 @@ REDRIVE_VISIBILITY = 60
 def retry(backend: SQSBackend, result_id: str) -> tuple[Item, TaskResult[..., Any]]:
     """Enqueue a FAILED result's task again as a new result: same args, queue and priority."""
     item = load_item(backend, result_id)
-    status = item["status"]["S"]
+    result = plain(item)
+    status = result["status"]
     if status != FAILED:
         raise OperationError(
             f"Result {result_id} is {status}, not FAILED: only a failed result can be retried."
         )
     try:
-        task = load_task(item["task_path"]["S"])
+        task = load_task(result["task_path"])
     except InvalidTaskPath as e:
         raise OperationError(f"Result {result_id} cannot be retried: {e}.") from e
-    args = json.loads(item["args"]["S"])
-    kwargs = json.loads(item["kwargs"]["S"])
+    args = json.loads(result["args"])
+    kwargs = json.loads(result["kwargs"])
     try:
         bound = task.using(
-            queue_name=item["queue_name"]["S"],
-            priority=int(item["priority"]["N"]),
+            queue_name=result["queue_name"],
+            priority=int(result["priority"]),
             backend=backend.alias,
             run_after=None,
         )
