@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..aws.store import SUCCESSFUL
 from ..results import Item
 from .base import plain
 from .tables import format_table
+
+if TYPE_CHECKING:
+    from ..backend import SQSBackend
 
 # A last traceback line longer than this is cut in the failures table.
 ERROR_WIDTH = 80
@@ -65,7 +68,7 @@ def describe_item(item: Item) -> str:
     return "\n".join(lines)
 
 
-def failures_report(backend: Any, queue_names: Sequence[str], limit: int) -> str:
+def failures_report(backend: SQSBackend, queue_names: Sequence[str], limit: int) -> str:
     """The newest failures of each queue, from the sparse failures index (no scan)."""
     sections = []
     for queue_name in queue_names:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from django.core.exceptions import ImproperlyConfigured
@@ -17,6 +17,9 @@ from ..exceptions import InvalidTaskPath
 from ..results import Item, load_task
 from .base import OperationError, check_queue, load_item, plain
 
+if TYPE_CHECKING:
+    from ..backend import SQSBackend
+
 # Named for the operator commands as a whole, so a log configuration needs one name for them.
 logger = logging.getLogger("sqs_tasks.ops")
 
@@ -24,7 +27,7 @@ logger = logging.getLogger("sqs_tasks.ops")
 REDRIVE_VISIBILITY = 60
 
 
-def retry(backend: Any, result_id: str) -> tuple[Item, TaskResult[..., Any]]:
+def retry(backend: SQSBackend, result_id: str) -> tuple[Item, TaskResult[..., Any]]:
     """Enqueue a FAILED result's task again as a new result: same args, queue and priority."""
     item = load_item(backend, result_id)
     result = plain(item)
@@ -65,7 +68,7 @@ def _queue_name(url: str) -> str:
     return url.rstrip("/").rsplit("/", 1)[-1]
 
 
-def dead_letter_url(backend: Any, queue_name: str) -> tuple[str, str]:
+def dead_letter_url(backend: SQSBackend, queue_name: str) -> tuple[str, str]:
     """(queue URL, its DLQ's URL), the DLQ found from the queue's RedrivePolicy."""
     check_queue(backend, queue_name)
     sqs = backend.client("sqs")
@@ -94,7 +97,7 @@ def _attributes(message: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def redrive(backend: Any, queue_name: str, max_messages: int | None = None) -> Redrive:
+def redrive(backend: SQSBackend, queue_name: str, max_messages: int | None = None) -> Redrive:
     """Move dead letters back to their queue, 10 at a time: send, then delete from the DLQ.
 
     A message whose send fails stays in the DLQ (hidden for a minute, so this run does not
