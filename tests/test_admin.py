@@ -126,14 +126,14 @@ def test_a_failed_result_in_full(admin_site: dict[str, User], stack: Stack) -> N
 
     assert response.status_code == 200
     page = response.content.decode()
-    assert '<div class="readonly field-status">FAILED</div>' in page
-    assert '<div class="readonly field-task">tests.tasks.fail</div>' in page
-    assert '<div class="readonly field-attempts">1</div>' in page
-    assert f'<div class="readonly field-worker-ids">{result.worker_ids[0]}</div>' in page
-    assert f'<div class="readonly field-finished">{finished}</div>' in page
+    assert '<td class="field-status">FAILED</td>' in page
+    assert '<td class="field-task">tests.tasks.fail</td>' in page
+    assert '<td class="field-attempts">1</td>' in page
+    assert f'<td class="field-worker-ids">{result.worker_ids[0]}</td>' in page
+    assert f'<td class="field-finished">{finished}</td>' in page
     assert "<h2>Errors (1)</h2>" in page
     assert "Traceback (most recent call last):" in page and "ValueError: boom" in page
-    assert '<pre class="readonly field-args">[\n  &quot;boom&quot;\n]</pre>' in page
+    assert '<pre class="field-args">[\n  &quot;boom&quot;\n]</pre>' in page
     assert "field-return-value" not in page
     assert "Retry" not in page  # a viewer may not act
 
@@ -146,7 +146,7 @@ def test_a_successful_result_shows_its_return_value(
 
     page = _client(admin_site["viewer"]).get(f"{BASE}{result.id}/").content.decode()
 
-    assert '<div class="readonly field-status">SUCCESSFUL</div>' in page
+    assert '<td class="field-status">SUCCESSFUL</td>' in page
     assert "&quot;kwargs&quot;: {\n    &quot;key&quot;: &quot;value&quot;" in page
     assert "<h2>Errors (0)</h2>" in page
 
