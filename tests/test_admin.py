@@ -152,15 +152,18 @@ def test_a_successful_result_shows_its_return_value(
 
 
 def test_an_unknown_or_impossible_id_is_a_404_page(
-    admin_site: dict[str, User], stack: Stack
+    admin_site: dict[str, User], calls: list[str]
 ) -> None:
     client = _client(admin_site["admin"])
     for result_id in ("nope", "x" * 3000):
         assert client.get(f"{BASE}{result_id}/").status_code == 404
         assert client.get(f"{BASE}{result_id}/retry/").status_code == 404
+    # Past DynamoDB's 2,048-byte key limit nothing is asked: it could only refuse.
+    assert calls == ["GetItem"] * 2
     assert client.get(f"{BASE}?backend=other").status_code == 404
     lookup = client.get(BASE, {"id": " nope "})
     assert (lookup.status_code, lookup["Location"]) == (302, f"{BASE}nope/")
+    assert client.get(BASE, {"id": "a/b"}).status_code == 404
 
 
 def test_retry_asks_first_then_enqueues_a_new_result(

@@ -2,8 +2,9 @@
 
 Chromium and chromedriver come from the system's packages (Debian: chromium, chromium-driver;
 bin/test installs them when it can); without them this test is skipped, saying so. The
-screenshot of a failed result goes to the test's temporary directory; with
-SQS_TASKS_UPDATE_SCREENSHOTS=1 it replaces docs/images/admin-result.png, which the docs show.
+screenshots (the results overview, a failed result) go to the test's temporary directory; with
+SQS_TASKS_UPDATE_SCREENSHOTS=1 they replace docs/images/admin-overview.png and
+docs/images/admin-result.png, which docs/admin.md shows.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from selenium.webdriver.support.wait import WebDriverWait  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
-SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "images" / "admin-result.png"
+IMAGES = Path(__file__).resolve().parent.parent / "docs" / "images"
 
 pytestmark = pytest.mark.skipif(
     not (CHROMIUM and CHROMEDRIVER),
@@ -77,6 +78,14 @@ def browser() -> Iterator[Any]:
         driver.quit()
 
 
+def _screenshot(browser: Any, name: str, tmp_path: Path) -> None:
+    """The page as a PNG: into docs/images when updating the docs' pictures, else tmp_path."""
+    folder = IMAGES if os.environ.get("SQS_TASKS_UPDATE_SCREENSHOTS") else tmp_path
+    folder.mkdir(parents=True, exist_ok=True)
+    assert browser.save_screenshot(str(folder / name))
+    assert (folder / name).read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
 def test_staff_log_in_open_a_failed_result_and_retry_it(
     live_server: str, browser: Any, stack: Stack, tmp_path: Path
 ) -> None:
@@ -90,15 +99,13 @@ def test_staff_log_in_open_a_failed_result_and_retry_it(
     browser.find_element(By.NAME, "password").send_keys(PASSWORD)
     browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
     wait.until(expected_conditions.presence_of_element_located((By.ID, "queue-emails")))
+    _screenshot(browser, "admin-overview.png", tmp_path)
 
     browser.find_element(By.LINK_TEXT, failed.id).click()
     wait.until(expected_conditions.presence_of_element_located((By.ID, "errors")))
     assert browser.find_element(By.CSS_SELECTOR, ".field-status").text == "FAILED"
     assert "ValueError: mail server down" in browser.find_element(By.ID, "errors").text
-    shot = SCREENSHOT if os.environ.get("SQS_TASKS_UPDATE_SCREENSHOTS") else tmp_path / "shot.png"
-    shot.parent.mkdir(parents=True, exist_ok=True)
-    assert browser.save_screenshot(str(shot))
-    assert shot.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    _screenshot(browser, "admin-result.png", tmp_path)
 
     browser.find_element(By.ID, "retry").click()
     wait.until(expected_conditions.presence_of_element_located((By.ID, "confirm")))

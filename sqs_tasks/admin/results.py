@@ -22,7 +22,7 @@ from django.http import (
     HttpResponseRedirect,
 )
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, path, reverse
+from django.urls import NoReverseMatch, URLPattern, path, reverse
 from django.utils.http import urlencode
 
 from ..aws.store import FAILED, SUCCESSFUL, check_id
@@ -164,7 +164,10 @@ class ResultAdmin(ModelAdmin):
         backend = self._backend(request)
         wanted = request.GET.get("id", "").strip()
         if wanted:
-            return HttpResponseRedirect(self._url("change", wanted, backend=backend.alias))
+            try:
+                return HttpResponseRedirect(self._url("change", wanted, backend=backend.alias))
+            except NoReverseMatch as e:  # a slash: no id the backend makes has one
+                raise Http404(f"No result {wanted!r}: result ids have no slashes.") from e
         queues = []
         for queue_name in sorted(backend.queues):
             entry: dict[str, Any] = {"name": queue_name, "failures": [], "error": None}
