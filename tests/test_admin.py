@@ -6,6 +6,7 @@ import html
 import re
 from typing import TYPE_CHECKING, Any
 
+from botocore.exceptions import ClientError
 from django.tasks import TaskResultStatus, default_task_backend
 from django.test import Client
 
@@ -289,3 +290,25 @@ def test_migrate_makes_the_permissions_and_no_table(admin_site: dict[str, User])
         ("requeue_result", "Can retry task results and redrive dead letters"),
         ("view_result", "Can view task result"),
     ]
+
+
+def test_a_queue_whose_depths_are_denied_still_lists_its_failures(
+    admin_site: dict[str, User], stack: Stack
+) -> None:
+    result_id = _failed("boom")
+    sqs = default_task_backend.client("sqs")  # type: ignore[attr-defined]
+
+    def deny(**_: Any) -> None:
+        error = {"Code": "AccessDenied", "Message": "not authorized: sqs:GetQueueAttributes"}
+        raise ClientError({"Error": error}, "GetQueueAttributes")
+
+    sqs.meta.events.register("before-call.sqs.GetQueueAttributes", deny)
+    try:
+        response = _client(admin_site["viewer"]).get(BASE)
+    finally:
+        sqs.meta.events.unregister("before-call.sqs.GetQueueAttributes", deny)
+
+    assert response.status_code == 200
+    default = response.content.decode().split('id="queue-default"')[1]
+    assert "Could not read the queue's depths: An error occurred (AccessDenied)" in default
+    assert f'href="{BASE}{result_id}/"' in default
