@@ -32,6 +32,9 @@ from ..ops.depths import queue_depth
 from ..ops.reports import last_error_line
 from ..ops.requeue import redrive, retry
 
+# Django permissions (the unmanaged Result model's): to read, and to retry and redrive.
+VIEW_PERMISSION = "sqs_tasks.view_result"
+REQUEUE_PERMISSION = "sqs_tasks.requeue_result"
 # Failures listed per queue on the overview: the newest, from the failures index.
 FAILURES_SHOWN = 20
 # A last error line longer than this is cut in the failures table (the result page has it all).
@@ -51,6 +54,10 @@ def _pretty(value: str) -> str:
         return json.dumps(json.loads(value), indent=2, ensure_ascii=False)
     except ValueError:
         return value
+
+
+def _user(request: HttpRequest) -> PermissionsMixin | AnonymousUser:
+    return cast("PermissionsMixin | AnonymousUser", request.user)
 
 
 def _fields(result: dict[str, Any]) -> list[tuple[str, str]]:
@@ -94,9 +101,11 @@ class ResultAdmin(ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
+    def has_view_permission(self, request: HttpRequest, obj: Result | None = None) -> bool:
+        return _user(request).has_perm(VIEW_PERMISSION)
+
     def has_change_permission(self, request: HttpRequest, obj: Result | None = None) -> bool:
-        user = cast("PermissionsMixin | AnonymousUser", request.user)
-        return user.has_perm("sqs_tasks.requeue_result")
+        return _user(request).has_perm(REQUEUE_PERMISSION)
 
     def has_delete_permission(self, request: HttpRequest, obj: Result | None = None) -> bool:
         return False
