@@ -19,6 +19,9 @@ class Result(models.Model):
 
     class Meta:
         managed = False
+        # Named, so defining the model never asks the database backend for its name limit:
+        # that would import the backend (and sqlparse) on every Lambda cold start.
+        db_table = "sqs_tasks_result"
         verbose_name = "task result"
         default_permissions = ("view",)
         permissions = (("requeue_result", "Can retry task results and redrive dead letters"),)

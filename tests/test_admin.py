@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import html
+import os
 import re
+import subprocess
+import sys
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
@@ -315,3 +318,17 @@ def test_a_queue_whose_depths_are_denied_still_lists_its_failures(
     default = response.content.decode().split('id="queue-default"')[1]
     assert "Could not read the queue's depths: An error occurred (AccessDenied)" in default
     assert f'href="{BASE}{result_id}/"' in default
+
+
+def test_the_model_costs_the_worker_no_database_backend() -> None:
+    """The Lambda worker loads sqs_tasks.models at django.setup(), with no database."""
+    probe = (
+        "import django, sys; django.setup(); import sqs_tasks.models; "
+        "backend = ('sqlparse', 'django.db.backends.base'); "
+        "print(sorted(m for m in sys.modules if m.startswith(backend)))"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"}
+    out = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"

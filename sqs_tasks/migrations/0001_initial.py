@@ -12,6 +12,7 @@ class Migration(migrations.Migration):
             fields=[("id", models.CharField(max_length=1024, primary_key=True, serialize=False))],
             options={
                 "verbose_name": "task result",
+                "db_table": "sqs_tasks_result",
                 "managed": False,
                 "default_permissions": ("view",),
                 "permissions": (
