@@ -220,12 +220,14 @@ def test_retry_of_a_result_that_did_not_fail_says_why(
     waiting = tasks.add.enqueue(1, 2)
     client = _client(admin_site["admin"])
 
-    response = client.post(f"{BASE}{waiting.id}/retry/", follow=True)
-
-    assert response.redirect_chain == [(f"{BASE}{waiting.id}/", 302)]
-    assert _messages(response) == [
+    refused = (
         f"error: Result {waiting.id} is READY, not FAILED: only a failed result can be retried."
-    ]
+    )
+    for method in (client.get, client.post):
+        response = method(f"{BASE}{waiting.id}/retry/", follow=True)
+
+        assert response.redirect_chain == [(f"{BASE}{waiting.id}/", 302)]
+        assert _messages(response) == [refused]
     assert queue_depth() == 1  # only the original message
 
 

@@ -247,6 +247,14 @@ class ResultAdmin(ModelAdmin):
                 messages.SUCCESS,
             )
             return HttpResponseRedirect(self._url("change", retried.id, backend=backend.alias))
+        if result["status"] != FAILED:  # nothing to confirm: say so where the result is shown
+            self.message_user(
+                request,
+                f"Result {result_id} is {result['status']}, not FAILED: only a failed result "
+                "can be retried.",
+                messages.ERROR,
+            )
+            return HttpResponseRedirect(result_url)
         context = {
             **self._context(request, backend, "Retry this failed result?"),
             "result": result,
