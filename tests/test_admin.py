@@ -334,3 +334,21 @@ def test_the_model_costs_the_worker_no_database_backend() -> None:
         [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "[]"
+
+
+def test_redrive_of_a_queue_without_a_dead_letter_queue_says_so(
+    admin_site: dict[str, User], stack: Stack
+) -> None:
+    backend: Any = default_task_backend
+    sqs = backend.client("sqs")
+    sqs.set_queue_attributes(QueueUrl=backend.queue.url("emails"), Attributes={"RedrivePolicy": ""})
+    client = _client(admin_site["admin"])
+
+    overview = client.get(BASE).content.decode().split('id="queue-emails"')[1]
+    assert "none (no RedrivePolicy)" in overview
+    response = client.get(f"{BASE}queues/emails/redrive/", follow=True)
+
+    assert response.redirect_chain == [(BASE, 302)]
+    assert _messages(response) == [
+        "error: Queue 'emails' has no RedrivePolicy, so no dead-letter queue to redrive."
+    ]

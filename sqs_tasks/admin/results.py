@@ -297,6 +297,13 @@ class ResultAdmin(ModelAdmin):
         except AWS_ERRORS as e:
             self.message_user(request, str(e), messages.ERROR)
             return HttpResponseRedirect(overview)
+        if depth.dead_letter_queue is None:
+            self.message_user(
+                request,
+                f"Queue {queue_name!r} has no RedrivePolicy, so no dead-letter queue to redrive.",
+                messages.ERROR,
+            )
+            return HttpResponseRedirect(overview)
         context = {
             **self._context(request, backend, f"Redrive the dead letters of {queue_name!r}?"),
             "depth": depth,
