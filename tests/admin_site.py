@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from asgiref.local import Local
+from django.core.checks.registry import registry as check_registry
 from django.core.management import call_command
 from django.db import connections
 from django.test import override_settings
@@ -70,23 +72,33 @@ def _reset_connections() -> None:
     connections._connections = Local(connections.thread_critical)
 
 
-@pytest.fixture(scope="module")
-def admin_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """The admin's settings and a migrated database with four users, by role."""
-    database = tmp_path_factory.mktemp("admin") / "db.sqlite3"
+@contextmanager
+def admin_environment(database: Path) -> Iterator[dict[str, Any]]:
+    """The admin's settings and a migrated database with users by role; then as it was."""
     override = override_settings(**admin_settings(database))
+    # The admin's apps register system checks when ready; they would outlive these settings.
+    registered = set(check_registry.registered_checks)
+    deployment = set(check_registry.deployment_checks)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "Overriding setting DATABASES")
         override.enable()
     _reset_connections()
     try:
         call_command("migrate", verbosity=0)
-        users = _make_users()
-        yield users
+        yield _make_users()
     finally:
         _reset_connections()
         override.disable()
         _reset_connections()
+        check_registry.registered_checks = registered
+        check_registry.deployment_checks = deployment
+
+
+@pytest.fixture(scope="module")
+def admin_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """The admin for a test module: staff and other users by role (see _make_users)."""
+    with admin_environment(tmp_path_factory.mktemp("admin") / "db.sqlite3") as users:
+        yield users
 
 
 def _make_users() -> dict[str, Any]:
