@@ -82,11 +82,16 @@ def dead_letter_url(backend: SQSBackend, queue_name: str) -> tuple[str, str]:
         raise OperationError(
             f"Queue {queue_name!r} ({url}) has no RedrivePolicy, so no dead-letter queue."
         )
+    return url, policy_target_url(sqs, policy)
+
+
+def policy_target_url(sqs: Any, policy: str) -> str:
+    """The URL of the dead-letter queue a RedrivePolicy (JSON) names."""
     # arn:aws:sqs:<region>:<account>:<name>
     arn_parts = json.loads(policy)["deadLetterTargetArn"].split(":")
     account, name = arn_parts[4], arn_parts[5]
     dlq: str = sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"]
-    return url, dlq
+    return dlq
 
 
 def _attributes(message: dict[str, Any]) -> dict[str, Any]:
