@@ -102,6 +102,32 @@ def test_results_table_is_on_demand_expiring_recoverable_and_encrypted(
     assert table["SSESpecification"]["SSEEnabled"] is True
 
 
+def test_results_table_outlives_the_stack_and_is_protected_by_default(
+    source_template: dict[str, Any], table_template: dict[str, Any]
+) -> None:
+    # `sam delete`, or a new Prefix (a new table name: a replacement), must keep every result.
+    (resource,) = resources_of(table_template, "AWS::DynamoDB::Table").values()
+    assert resource["DeletionPolicy"] == resource["UpdateReplacePolicy"] == "Retain"
+    protection = resource["Properties"]["DeletionProtectionEnabled"]
+    assert protection == {"Fn::If": ["Protected", True, False]}
+    assert table_template["Conditions"]["Protected"] == {
+        "Fn::Equals": [{"Ref": "DeletionProtection"}, "true"]
+    }
+    parameter = source_template["Parameters"]["TableDeletionProtection"]
+    assert parameter["Default"] == "true"
+    nested = source_template["Resources"]["ResultsTable"]["Properties"]["Parameters"]
+    assert nested["DeletionProtection"] == {"Ref": "TableDeletionProtection"}
+
+
+def test_queues_and_dead_letter_queues_outlive_the_stack(queue_template: dict[str, Any]) -> None:
+    # Queued messages are tasks still to run, dead letters the evidence of failed ones.
+    queues = resources_of(queue_template, "AWS::SQS::Queue")
+
+    assert set(queues) == {"Queue", "DeadLetterQueue"}
+    for resource in queues.values():
+        assert resource["DeletionPolicy"] == resource["UpdateReplacePolicy"] == "Retain"
+
+
 # ----------------------------------------------------------------- one task queue
 def test_queue_redrives_to_an_encrypted_14_day_dead_letter_queue(
     queue_template: dict[str, Any],
@@ -361,8 +387,22 @@ def test_scheduler_role_is_for_eventbridge_scheduler_of_this_account_only(
 
     (trust,) = statements(role["AssumeRolePolicyDocument"])
     assert trust["Principal"] == {"Service": "scheduler.amazonaws.com"}
-    assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+    assert trust["Condition"] == {
+        "StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}},
+        # Only schedules of the stack's own group may use the role.
+        "ArnEquals": {
+            "aws:SourceArn": {
+                "Fn::Sub": (
+                    "arn:${AWS::Partition}:scheduler:${AWS::Region}:${AWS::AccountId}:"
+                    "schedule-group/${Prefix}-schedules"
+                )
+            }
+        },
+    }
     (policy,) = role["Policies"]
-    (send,) = statements(policy["PolicyDocument"])
-    assert actions(send) == {"sqs:SendMessage"}
+    send, dead_letters = statements(policy["PolicyDocument"])
+    assert actions(send) == actions(dead_letters) == {"sqs:SendMessage"}
     assert not any("-dlq" in arn for arn in strings_in(send["Resource"]))
+    # A schedule whose sends keep failing lands in its queue's dead-letter queue.
+    dlqs = [arn for arn in strings_in(dead_letters["Resource"]) if "arn:" in arn]
+    assert dlqs and all(arn.endswith("-dlq") for arn in dlqs)
