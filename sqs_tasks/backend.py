@@ -21,6 +21,7 @@ from django.tasks.signals import task_enqueued
 from .aws.queue import QueueClient
 from .aws.retries import maybe_applied
 from .aws.schedule import Scheduler
+from .aws.secrets import SigningSecret
 from .aws.store import ResultStore, check_id, conditional_failure
 from .conf import ENV_TABLE, parse_options
 from .exceptions import EnqueueError, PayloadTooLarge
@@ -123,6 +124,19 @@ class SQSBackend(BaseTaskBackend):
             return None
         return Scheduler(lambda: self.client("scheduler"), group=group, role_arn=role)
 
+    @cached_property
+    def signing(self) -> SigningSecret | None:
+        """The secret holding the message signing key, or None to sign with SECRET_KEY."""
+        secret = self.config.signing_secret
+        if secret is None:
+            return None
+        return SigningSecret(lambda: self.client("secretsmanager"), secret)
+
+    def signing_ready(self) -> None:
+        """Read the signing key now (cached), so a missing key fails before any write."""
+        if self.signing is not None:
+            self.signing.keyring()
+
     def validate_task(self, task: Task[..., Any]) -> None:
         """Django's checks, plus the retry settings of an SQSTask."""
         super().validate_task(task)
@@ -158,6 +172,7 @@ class SQSBackend(BaseTaskBackend):
         item = self._new_item(result, now)
         envelope = Envelope.of(result)
         self.queue.url(task.queue_name)  # Fail on an unmapped queue before writing anything.
+        self.signing_ready()
         try:
             self._put(item)
         except Exception as e:

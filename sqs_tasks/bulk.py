@@ -101,6 +101,7 @@ def _prepare(backend: SQSBackend, index: int, entry: Any, now: datetime) -> _Pre
         )
         item = backend._new_item(result, now)
         backend.queue.url(task.queue_name)  # An unmapped queue fails here, before any write.
+        backend.signing_ready()
     except Exception as e:
         e.add_note(f"{where}: nothing was enqueued")
         raise
