@@ -12,7 +12,6 @@ it the tests that need them are skipped (run `bin/check-infra` first).
 
 from __future__ import annotations
 
-import secrets
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -138,11 +137,7 @@ def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def deployment(sam_build: Path, moto: str, tmp_path_factory: pytest.TempPathFactory) -> Deployment:
     # moto never rolls a failed create back: unique names per run.
     prefix = f"it-{uuid.uuid4().hex[:8]}"
-    parameters = {
-        **DEPLOY_PARAMETERS,
-        "Prefix": prefix,
-        "DjangoSecretKey": secrets.token_urlsafe(50),
-    }
+    parameters = {**DEPLOY_PARAMETERS, "Prefix": prefix}
     try:
         deployed = deploy(
             REPO / "template.yaml",

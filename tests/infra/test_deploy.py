@@ -166,7 +166,8 @@ def test_functions_are_configured_for_the_core(deployment: Deployment) -> None:
         assert variables["SQS_TASKS_QUEUE_PREFIX"] == deployment.outputs["QueuePrefix"]
         assert variables["SQS_TASKS_QUEUES"] == parameters["QueueNames"]
         assert str(variables["SQS_TASKS_RESULT_TTL"]) == parameters["ResultTtlSeconds"]
-        assert variables["DJANGO_SECRET_KEY"] == parameters["DjangoSecretKey"]
+        assert variables["SQS_TASKS_SIGNING_SECRET"] == deployment.outputs["SigningSecretArn"]
+        assert "DJANGO_SECRET_KEY" not in variables
         assert variables["SQS_TASKS_SCHEDULE_GROUP"] == deployment.outputs["ScheduleGroup"]
         assert variables["SQS_TASKS_SCHEDULER_ROLE_ARN"] == deployment.outputs["SchedulerRoleArn"]
         assert variables["POWERTOOLS_LOG_LEVEL"] == "DEBUG"
@@ -233,6 +234,7 @@ def test_worker_role_reaches_its_own_queues_and_table_only(deployment: Deploymen
         "TaskQueues",
         "ScheduleLongWaits",
         "PassSchedulerRole",
+        "ReadSigningKey",
         "ReadAndWriteResults",
     }
     queues = by_sid["TaskQueues"]

@@ -26,7 +26,7 @@ RESULTS_ACTIONS = {
 
 CORE_ENVIRONMENT = {
     "DJANGO_SETTINGS_MODULE",
-    "DJANGO_SECRET_KEY",
+    "SQS_TASKS_SIGNING_SECRET",
     "SQS_TASKS_TABLE",
     "SQS_TASKS_QUEUE_PREFIX",
     "SQS_TASKS_QUEUES",
@@ -38,6 +38,10 @@ CORE_ENVIRONMENT = {
     "POWERTOOLS_METRICS_NAMESPACE",
 }
 EXTRA_QUEUE_SLOTS = 4
+# The generated secret, or the one SigningSecretArn names.
+SIGNING_SECRET = {
+    "Fn::If": ["MakeSigningSecret", {"Ref": "SigningSecret"}, {"Ref": "SigningSecretArn"}]
+}
 
 
 def only(resources: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -276,9 +280,11 @@ def test_translated_functions_run_python_313_on_arm64(translated: dict[str, Any]
         assert variables["DJANGO_SETTINGS_MODULE"] == "example.settings"
         assert variables["SQS_TASKS_QUEUE_PREFIX"] == {"Fn::Sub": "${Prefix}-"}
         assert variables["SQS_TASKS_QUEUES"] == {"Ref": "QueueNames"}
-        assert variables["DJANGO_SECRET_KEY"] == {"Ref": "DjangoSecretKey"}
+        # The secret's ARN; no key of any kind is a plain environment variable.
+        assert variables["SQS_TASKS_SIGNING_SECRET"] == SIGNING_SECRET
+        assert "DJANGO_SECRET_KEY" not in variables
     assert functions["WorkerFunction"]["Properties"]["RecursiveLoop"] == "Allow"
-    assert translated["Parameters"]["DjangoSecretKey"]["NoEcho"] is True
+    assert "DjangoSecretKey" not in translated["Parameters"]
 
 
 def test_translated_nested_stacks_come_from_the_packaged_templates(
@@ -314,6 +320,9 @@ def test_iam_statements_are_scoped_to_the_stacks_own_resources(
                 assert statement["Condition"] == {
                     "StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}
                 }
+                continue
+            if actions(statement) == {"secretsmanager:GetSecretValue"}:
+                assert statement["Resource"] == SIGNING_SECRET  # That secret only.
                 continue
             resources = strings_in(statement["Resource"])
             arns = [r for r in resources if r.startswith("arn:") or r.startswith(",arn:")]
@@ -359,6 +368,7 @@ def test_producer_policy_grants_enqueue_and_results_only(translated: dict[str, A
         "EnqueueTasks": {"sqs:SendMessage", "sqs:GetQueueUrl"},
         "ScheduleLongWaits": {"scheduler:CreateSchedule"},
         "PassSchedulerRole": {"iam:PassRole"},
+        "ReadSigningKey": {"secretsmanager:GetSecretValue"},
         "ReadAndWriteResults": RESULTS_ACTIONS,
     }
 
@@ -373,6 +383,7 @@ def test_worker_policy_is_the_worker_roles_and_reaches_no_dead_letter_queue(
         "TaskQueues": WORKER_QUEUE_ACTIONS,
         "ScheduleLongWaits": {"scheduler:CreateSchedule"},
         "PassSchedulerRole": {"iam:PassRole"},
+        "ReadSigningKey": {"secretsmanager:GetSecretValue"},
         "ReadAndWriteResults": RESULTS_ACTIONS,
     }
 
@@ -406,3 +417,24 @@ def test_scheduler_role_is_for_eventbridge_scheduler_of_this_account_only(
     # A schedule whose sends keep failing lands in its queue's dead-letter queue.
     dlqs = [arn for arn in strings_in(dead_letters["Resource"]) if "arn:" in arn]
     assert dlqs and all(arn.endswith("-dlq") for arn in dlqs)
+
+
+def test_the_signing_key_is_a_generated_secret_kept_with_the_data(
+    source_template: dict[str, Any],
+) -> None:
+    from sqs_tasks.aws.secrets import MIN_KEY_LENGTH
+
+    secret = source_template["Resources"]["SigningSecret"]
+    assert secret["Type"] == "AWS::SecretsManager::Secret"
+    assert secret["Condition"] == "MakeSigningSecret"
+    # Queued and dead-lettered messages outlive the stack: so must the key that verifies them.
+    assert secret["DeletionPolicy"] == secret["UpdateReplacePolicy"] == "Retain"
+    generated = secret["Properties"]["GenerateSecretString"]
+    assert generated["GenerateStringKey"] == "key"
+    assert generated["SecretStringTemplate"] == "{}"
+    assert generated["PasswordLength"] >= MIN_KEY_LENGTH
+    assert source_template["Conditions"]["MakeSigningSecret"] == {
+        "Fn::Equals": [{"Ref": "SigningSecretArn"}, ""]
+    }
+    assert source_template["Parameters"]["SigningSecretArn"]["Default"] == ""
+    assert "DjangoSecretKey" not in source_template["Parameters"]
