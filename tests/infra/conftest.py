@@ -168,3 +168,33 @@ def translated(deployment: Deployment) -> dict[str, Any]:
 def resources_of(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
     """The resources of a template with Type kind, by logical id."""
     return {k: v for k, v in template["Resources"].items() if v["Type"] == kind}
+
+
+# ----------------------------------------------------------------- the worker's process
+@pytest.fixture
+def lambda_environment(
+    deployment: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[dict[str, str]]:
+    """The process configured as the deployed worker is: its environment, example's TASKS."""
+    from django.test import override_settings
+
+    variables = deployment.environment(deployment.outputs["WorkerFunctionName"])
+    for key, value in variables.items():
+        monkeypatch.setenv(key, str(value))
+    # What the Lambda runtime provides, pointed at moto.
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", deployment.endpoint_url)
+    # example/settings.py's TASKS, evaluated in this environment: no OPTIONS at all, the
+    # backend reads SQS_TASKS_TABLE / SQS_TASKS_QUEUE_PREFIX / SQS_TASKS_RESULT_TTL itself.
+    tasks = {
+        "default": {
+            "BACKEND": "sqs_tasks.SQSBackend",
+            "QUEUES": variables["SQS_TASKS_QUEUES"].split(","),
+        }
+    }
+    with override_settings(TASKS=tasks):
+        yield {key: str(value) for key, value in variables.items()}

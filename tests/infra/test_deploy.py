@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ast
 import json
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlparse
 
@@ -328,35 +327,6 @@ def test_producer_policy_is_scoped_to_the_task_queues_and_table(deployment: Depl
 
 
 # ----------------------------------------------------------------- tasks through the stack
-@pytest.fixture
-def lambda_environment(
-    deployment: Deployment, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[dict[str, str]]:
-    """The process configured as the deployed worker is: its environment, example's TASKS."""
-    from django.test import override_settings
-
-    variables = function(deployment, "WorkerFunctionName")["Environment"]["Variables"]
-    for key, value in variables.items():
-        monkeypatch.setenv(key, str(value))
-    # What the Lambda runtime provides, pointed at moto.
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ENDPOINT_URL", deployment.endpoint_url)
-    # example/settings.py's TASKS, evaluated in this environment: no OPTIONS at all, the
-    # backend reads SQS_TASKS_TABLE / SQS_TASKS_QUEUE_PREFIX / SQS_TASKS_RESULT_TTL itself.
-    tasks = {
-        "default": {
-            "BACKEND": "sqs_tasks.SQSBackend",
-            "QUEUES": variables["SQS_TASKS_QUEUES"].split(","),
-        }
-    }
-    with override_settings(TASKS=tasks):
-        yield {key: str(value) for key, value in variables.items()}
-
-
 def test_tasks_run_through_the_deployed_queues_and_table(
     deployment: Deployment, lambda_environment: dict[str, str]
 ) -> None:
