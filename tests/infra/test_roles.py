@@ -410,3 +410,34 @@ def test_the_producer_policy_covers_enqueue_results_and_operator_reads(
         "iam:PassRole",
         "secretsmanager:GetSecretValue",
     } <= set(producer.allowed)
+
+
+def test_the_operator_policies_cover_redriving_dead_letters(
+    deployment: Deployment, producer: Identity, fresh_queues: None
+) -> None:
+    from django.core.management import call_command
+
+    from tests import tasks
+
+    operator = Identity(
+        "ProducerPolicy+OperatorPolicy",
+        producer.statements
+        + managed_statements(deployment, deployment.outputs["OperatorPolicyArn"]),
+    )
+    result = as_identity(producer, lambda: tasks.add.enqueue(5, 5))
+    (message,) = take(deployment, "default")
+    sqs = deployment.client("sqs")
+    sqs.send_message(QueueUrl=queue_url(deployment, "default-dlq"), MessageBody=message["Body"])
+
+    as_identity(operator, lambda: call_command("sqs_tasks_redrive", queue="default"))
+
+    assert operator.denied == []
+    assert {"sqs:GetQueueAttributes", "sqs:ReceiveMessage", "sqs:DeleteMessage"} <= set(
+        operator.allowed
+    )
+    (back,) = take(deployment, "default")
+    assert json.loads(back["Body"])["id"] == result.id
+    assert take(deployment, "default-dlq") == []
+    # ProducerPolicy alone may not touch a dead-letter queue.
+    dlq = queue_arn_of(queue_url(deployment, "default-dlq"))
+    assert not producer.allows("sqs:ReceiveMessage", dlq, {})

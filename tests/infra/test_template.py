@@ -438,3 +438,17 @@ def test_the_signing_key_is_a_generated_secret_kept_with_the_data(
     }
     assert source_template["Parameters"]["SigningSecretArn"]["Default"] == ""
     assert "DjangoSecretKey" not in source_template["Parameters"]
+
+
+def test_operator_policy_adds_only_what_redrive_needs(translated: dict[str, Any]) -> None:
+    policy = resources_of(translated, "AWS::IAM::ManagedPolicy")["OperatorPolicy"]["Properties"]
+    by_sid = {s["Sid"]: s for s in statements(policy["PolicyDocument"])}
+
+    assert {sid: actions(s) for sid, s in by_sid.items()} == {
+        "ReadRedrivePolicies": {"sqs:GetQueueAttributes"},
+        "RedriveDeadLetters": {"sqs:GetQueueUrl", "sqs:ReceiveMessage", "sqs:DeleteMessage"},
+    }
+    queues = [a for a in strings_in(by_sid["ReadRedrivePolicies"]["Resource"]) if "arn:" in a]
+    dlqs = [a for a in strings_in(by_sid["RedriveDeadLetters"]["Resource"]) if "arn:" in a]
+    assert queues and not any(a.endswith("-dlq") for a in queues)
+    assert dlqs and all(a.endswith("-dlq") for a in dlqs)
