@@ -452,3 +452,13 @@ def test_operator_policy_adds_only_what_redrive_needs(translated: dict[str, Any]
     dlqs = [a for a in strings_in(by_sid["RedriveDeadLetters"]["Resource"]) if "arn:" in a]
     assert queues and not any(a.endswith("-dlq") for a in queues)
     assert dlqs and all(a.endswith("-dlq") for a in dlqs)
+
+
+def test_every_stateful_resource_says_what_deleting_the_stack_does(
+    source_template: dict[str, Any],
+) -> None:
+    # cfn-lint I3011: the default is to delete; each says so or keeps its data on purpose.
+    logs = resources_of(source_template, "AWS::Logs::LogGroup")
+    assert set(logs) == {"WorkerLogGroup", "DeadLetterLogGroup"}
+    for resource in logs.values():
+        assert resource["DeletionPolicy"] == resource["UpdateReplacePolicy"] == "Delete"
