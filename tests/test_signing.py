@@ -236,3 +236,36 @@ def test_messages_signed_before_the_digest_existed_still_run(stack: Stack) -> No
     result.refresh()
 
     assert (result.status, result.return_value) == (TaskResultStatus.SUCCESSFUL, 5)
+
+
+# ----------------------------------------------------------------- the operator's rotation
+def test_the_rotate_command_keeps_queued_messages_running_then_retires_old_keys(
+    signed_stack: Stack,
+) -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    queued = tasks.add.enqueue(1, 2)
+    old = current_secret()["key"]
+
+    out = StringIO()
+    call_command("sqs_tasks_rotate_key", stdout=out)
+    rotated = current_secret()
+    assert rotated["key"] != old and rotated["fallbacks"] == [old]
+    assert "1 older key(s) still verify" in out.getvalue()
+    after = in_new_container(lambda: tasks.add.enqueue(20, 22))
+    assert in_new_container(drain) == 2
+    for result in (queued, after):
+        result.refresh()
+        assert result.status == TaskResultStatus.SUCCESSFUL
+
+    call_command("sqs_tasks_rotate_key", retire_fallbacks=True, stdout=StringIO())
+    assert current_secret() == {"key": rotated["key"], "fallbacks": []}
+
+
+def test_the_rotate_command_refuses_a_backend_without_a_signing_secret(stack: Stack) -> None:
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError, match="SECRET_KEY_FALLBACKS"):
+        call_command("sqs_tasks_rotate_key")

@@ -142,8 +142,8 @@ def required(
             ("scheduler:CreateSchedule", schedule, {}),
             ("iam:PassRole", params["Target"]["RoleArn"], PASSED_TO_SCHEDULER),
         ]
-    if service == "secretsmanager" and operation == "GetSecretValue":
-        return [("secretsmanager:GetSecretValue", params["SecretId"], {})]
+    if service == "secretsmanager" and operation in {"GetSecretValue", "PutSecretValue"}:
+        return [(f"secretsmanager:{operation}", params["SecretId"], {})]
     # Anything else is a call no test here expected: refused, so the test names it.
     return [(f"{service}:{operation}", "*", {})]
 
@@ -412,7 +412,7 @@ def test_the_producer_policy_covers_enqueue_results_and_operator_reads(
     } <= set(producer.allowed)
 
 
-def test_the_operator_policies_cover_redriving_dead_letters(
+def test_the_operator_policies_cover_redriving_and_rotating_the_key(
     deployment: Deployment, producer: Identity, fresh_queues: None
 ) -> None:
     from django.core.management import call_command
@@ -429,11 +429,21 @@ def test_the_operator_policies_cover_redriving_dead_letters(
     sqs = deployment.client("sqs")
     sqs.send_message(QueueUrl=queue_url(deployment, "default-dlq"), MessageBody=message["Body"])
 
-    as_identity(operator, lambda: call_command("sqs_tasks_redrive", queue="default"))
+    def work() -> None:
+        call_command("sqs_tasks_redrive", queue="default")
+        call_command("sqs_tasks_rotate_key")
+
+    as_identity(operator, work)
 
     assert operator.denied == []
-    assert {"sqs:GetQueueAttributes", "sqs:ReceiveMessage", "sqs:DeleteMessage"} <= set(
-        operator.allowed
+    assert {
+        "sqs:GetQueueAttributes",
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
+        "secretsmanager:PutSecretValue",
+    } <= set(operator.allowed)
+    assert not producer.allows(
+        "secretsmanager:PutSecretValue", deployment.outputs["SigningSecretArn"], {}
     )
     (back,) = take(deployment, "default")
     assert json.loads(back["Body"])["id"] == result.id

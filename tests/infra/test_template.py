@@ -321,7 +321,10 @@ def test_iam_statements_are_scoped_to_the_stacks_own_resources(
                     "StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}
                 }
                 continue
-            if actions(statement) == {"secretsmanager:GetSecretValue"}:
+            if actions(statement) <= {
+                "secretsmanager:GetSecretValue",
+                "secretsmanager:PutSecretValue",
+            }:
                 assert statement["Resource"] == SIGNING_SECRET  # That secret only.
                 continue
             resources = strings_in(statement["Resource"])
@@ -447,7 +450,9 @@ def test_operator_policy_adds_only_what_redrive_needs(translated: dict[str, Any]
     assert {sid: actions(s) for sid, s in by_sid.items()} == {
         "ReadRedrivePolicies": {"sqs:GetQueueAttributes"},
         "RedriveDeadLetters": {"sqs:GetQueueUrl", "sqs:ReceiveMessage", "sqs:DeleteMessage"},
+        "RotateSigningKey": {"secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue"},
     }
+    assert by_sid["RotateSigningKey"]["Resource"] == SIGNING_SECRET
     queues = [a for a in strings_in(by_sid["ReadRedrivePolicies"]["Resource"]) if "arn:" in a]
     dlqs = [a for a in strings_in(by_sid["RedriveDeadLetters"]["Resource"]) if "arn:" in a]
     assert queues and not any(a.endswith("-dlq") for a in queues)
