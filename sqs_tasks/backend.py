@@ -18,6 +18,7 @@ from .arguments import check_arguments
 from .aws.queue import QueueClient
 from .aws.retries import maybe_applied
 from .aws.schedule import Scheduler
+from .aws.secrets import SigningSecret
 from .aws.store import ResultStore, check_id
 from .conf import BackendOptions, parse_options
 from .exceptions import EnqueueError, ResourceNotFound
@@ -85,6 +86,11 @@ class SQSBackend(BaseTaskBackend):
         """EventBridge Scheduler for waits over 15 minutes, when the stack provides it."""
         return self.producer.scheduler
 
+    @property
+    def signing(self) -> SigningSecret | None:
+        """The secret holding the message signing key, or None to sign with SECRET_KEY."""
+        return self.producer.signing
+
     def validate_task(self, task: Task[..., Any]) -> None:
         """Django's checks, plus the retry settings of an SQSTask."""
         super().validate_task(task)
@@ -108,6 +114,7 @@ class SQSBackend(BaseTaskBackend):
         item = producer.new_item(result, now)
         envelope = Envelope.of(result)
         producer.queue.url(task.queue_name)  # Fail on an unmapped queue before writing anything.
+        producer.signing_ready()
         try:
             producer.put(item)
         except Exception as e:

@@ -109,6 +109,7 @@ def _prepare(
         )
         item = producer.new_item(result, now)
         producer.queue.url(task.queue_name)  # An unmapped queue fails here, before any write.
+        producer.signing_ready()
     except Exception as e:
         e.add_note(f"{where}: nothing was enqueued")
         raise

@@ -22,6 +22,7 @@ ENV_QUEUE_URLS = "SQS_TASKS_QUEUE_URLS"
 ENV_RESULT_TTL = "SQS_TASKS_RESULT_TTL"
 ENV_SCHEDULE_GROUP = "SQS_TASKS_SCHEDULE_GROUP"
 ENV_SCHEDULER_ROLE_ARN = "SQS_TASKS_SCHEDULER_ROLE_ARN"
+ENV_SIGNING_SECRET = "SQS_TASKS_SIGNING_SECRET"
 
 DEFAULT_RESULT_TTL = timedelta(days=14)
 # Without a Lambda context a worker holds its claim this long before another may retake it.
@@ -58,6 +59,8 @@ class BackendOptions:
     # With both set, waits over 15 minutes become one EventBridge Scheduler schedule each.
     schedule_group: str | None = None
     scheduler_role_arn: str | None = None
+    # The Secrets Manager secret (name or ARN) of the message signing key; None: SECRET_KEY.
+    signing_secret: str | None = None
 
 
 def _fail(alias: str, key: str, problem: str) -> ImproperlyConfigured:
@@ -160,6 +163,9 @@ def parse_options(alias: str, options: Mapping[str, Any]) -> BackendOptions:
         scheduler_role_arn=_role_arn(
             alias, options.get("SCHEDULER_ROLE_ARN", env.get(ENV_SCHEDULER_ROLE_ARN))
         ),
+        signing_secret=_str(
+            alias, "SIGNING_SECRET", options.get("SIGNING_SECRET", env.get(ENV_SIGNING_SECRET))
+        ),
     )
 
 
@@ -191,5 +197,6 @@ KNOWN_OPTIONS = frozenset(
         "LEASE",
         "SCHEDULE_GROUP",
         "SCHEDULER_ROLE_ARN",
+        "SIGNING_SECRET",
     }
 )

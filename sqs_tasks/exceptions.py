@@ -25,6 +25,14 @@ class InvalidTaskPath(InvalidTask):
     """A result names something that is not an importable Task."""
 
 
+class TamperedArguments(InvalidTask):
+    """A result's stored arguments are not those its signed message was sent for."""
+
+
+class SigningKeyUnavailable(TaskException):
+    """The secret holding the message signing key could not be read."""
+
+
 class ResultTooLarge(TaskException):
     """The task's return value is larger than a result item may hold."""
 

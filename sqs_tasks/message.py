@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
 from django.core.signing import BadSignature, Signer
+
+from .aws.secrets import Keyring
+from .results import dumps
 
 if TYPE_CHECKING:
     from django.tasks import TaskResult
 
 VERSION = 1
-# The salt keeps these signatures useless anywhere else SECRET_KEY signs things.
+# The salt keeps these signatures useless anywhere else the same key signs things.
 _SIGNER_SALT = "sqs_tasks.message"
 _FIELDS = {"v": int, "id": str, "backend": str, "task": str, "q": str, "p": int}
+# Optional, so messages signed before it existed still verify: the arguments' digest.
+_OPTIONAL = {"a": str}
 # SQS refuses DelaySeconds above 15 minutes; longer waits are re-sent when they come due.
 MAX_DELAY_SECONDS = 900
 
@@ -33,6 +41,35 @@ class MessageError(ValueError):
     """A message body that is not a genuine envelope of this version."""
 
 
+def args_digest(args_json: str, kwargs_json: str) -> str:
+    """SHA-256 of a result's stored arguments: the signature covers them through it."""
+    digest = hashlib.sha256(f"{args_json}\0{kwargs_json}".encode()).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def django_keyring() -> Keyring:
+    """SECRET_KEY and SECRET_KEY_FALLBACKS: the keys of a backend with no signing secret."""
+    return Keyring(settings.SECRET_KEY, tuple(map(str, settings.SECRET_KEY_FALLBACKS)))
+
+
+def _source(alias: str) -> Any:
+    """The SigningSecret of backend alias, or None when it signs with Django's keys."""
+    from django.tasks import task_backends
+    from django.tasks.exceptions import InvalidTaskBackend
+
+    try:
+        backend = task_backends[alias]
+    except InvalidTaskBackend:
+        return None  # Refused by the worker once verified: no such backend here.
+    return getattr(backend, "signing", None)
+
+
+def keyring_for(alias: str) -> Keyring:
+    """The keys that sign and verify messages of backend alias."""
+    source = _source(alias)
+    return source.keyring() if source is not None else django_keyring()
+
+
 @dataclass(frozen=True, slots=True)
 class Envelope:
     """What a message carries; the result item stays the source of truth."""
@@ -42,16 +79,19 @@ class Envelope:
     task_path: str
     queue_name: str
     priority: int
+    # Someone who can write the table but not sign cannot change what a message runs.
+    args_digest: str | None = None
 
     @classmethod
     def of(cls, result: TaskResult[..., Any]) -> Envelope:
-        """The envelope of a fresh result: where its task runs, and at what priority."""
+        """The envelope of a fresh result: where its task runs, at what priority, on what."""
         task = result.task
         priority = int(task.priority)  # Django accepts any whole number: 5.0, True.
-        return cls(result.id, result.backend, task.module_path, task.queue_name, priority)
+        digest = args_digest(dumps(result.args), dumps(result.kwargs))  # As new_item stores them.
+        return cls(result.id, result.backend, task.module_path, task.queue_name, priority, digest)
 
     def _fields(self) -> dict[str, Any]:
-        return {
+        fields: dict[str, Any] = {
             "v": VERSION,
             "id": self.result_id,
             "backend": self.backend,
@@ -59,24 +99,51 @@ class Envelope:
             "q": self.queue_name,
             "p": self.priority,
         }
+        if self.args_digest is not None:
+            fields["a"] = self.args_digest
+        return fields
 
-    def encode(self) -> str:
-        """Serialise to the signed JSON body sent to SQS."""
+    def encode(self, keyring: Keyring | None = None) -> str:
+        """Serialise to the JSON body sent to SQS, signed with the backend's current key."""
         fields = self._fields()
-        return json.dumps({**fields, "sig": _signature(fields)}, separators=(",", ":"))
+        signer = _signer(keyring or keyring_for(self.backend))
+        return json.dumps(
+            {**fields, "sig": signer.signature(_canonical(fields))}, separators=(",", ":")
+        )
 
 
 def _canonical(fields: dict[str, Any]) -> str:
     return json.dumps(fields, sort_keys=True, separators=(",", ":"))
 
 
-def _signer() -> Signer:
-    # Django's Signer uses SECRET_KEY and accepts SECRET_KEY_FALLBACKS while keys rotate.
-    return Signer(salt=_SIGNER_SALT, algorithm="sha256")
+def _signer(keyring: Keyring) -> Signer:
+    # The fallbacks verify what older keys signed while a rotated key drains.
+    return Signer(
+        key=keyring.key,
+        fallback_keys=list(keyring.fallbacks),
+        salt=_SIGNER_SALT,
+        algorithm="sha256",
+    )
 
 
-def _signature(fields: dict[str, Any]) -> str:
-    return _signer().signature(_canonical(fields))
+def _verifies(keyring: Keyring, fields: dict[str, Any], signature: str) -> bool:
+    signer = _signer(keyring)
+    try:
+        signer.unsign(f"{_canonical(fields)}{signer.sep}{signature}")
+    except BadSignature:
+        return False
+    return True
+
+
+def _authentic(fields: dict[str, Any], signature: str) -> bool:
+    source = _source(fields["backend"])
+    if source is None:
+        return _verifies(django_keyring(), fields, signature)
+    if _verifies(source.keyring(), fields, signature):
+        return True
+    # Signed with a key this container has not read yet (rotated since): read it once more.
+    fresh = source.refreshed()
+    return fresh is not None and _verifies(fresh, fields, signature)
 
 
 def decode(body: str) -> Envelope:
@@ -96,28 +163,31 @@ def decode(body: str) -> Envelope:
         if not isinstance(value, kind) or isinstance(value, bool):
             raise MessageError(f"message field {name!r} is missing or not {kind.__name__}")
         fields[name] = value
-    extra = set(data) - set(_FIELDS) - {"sig"}
+    for name, kind in _OPTIONAL.items():
+        if name in data:
+            if not isinstance(data[name], kind):
+                raise MessageError(f"message field {name!r} is not {kind.__name__}")
+            fields[name] = data[name]
+    extra = set(data) - set(_FIELDS) - set(_OPTIONAL) - {"sig"}
     if extra:
         raise MessageError(f"message has unexpected fields {sorted(extra)}")
     signature = data.get("sig")
     if not isinstance(signature, str):
         raise MessageError("message is not signed")
-    try:
-        signer = _signer()
-        signer.unsign(f"{_canonical(fields)}{signer.sep}{signature}")
-    except BadSignature:
-        # Not chained: BadSignature quotes the signature, and a logged traceback of a tampered
-        # copy would then carry the genuine signature it kept.
+    # No BadSignature is chained or quoted: it carries the signature, and a logged traceback
+    # of a tampered copy would then carry the genuine signature it kept.
+    if not _authentic(fields, signature):
         raise MessageError(
-            "message signature does not match (a SECRET_KEY other than the sender's, or a "
+            "message signature does not match (a signing key other than the sender's, or a "
             "changed body): refused"
-        ) from None
+        )
     return Envelope(
         result_id=fields["id"],
         backend=fields["backend"],
         task_path=fields["task"],
         queue_name=fields["q"],
         priority=fields["p"],
+        args_digest=fields.get("a"),
     )
 
 

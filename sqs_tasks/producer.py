@@ -19,6 +19,7 @@ from django.tasks import TaskResult
 
 from .aws.queue import QueueClient
 from .aws.schedule import Scheduler
+from .aws.secrets import SigningSecret
 from .aws.store import ResultStore, conditional_failure
 from .conf import ENV_TABLE, BackendOptions
 from .exceptions import EnqueueError, PayloadTooLarge
@@ -40,6 +41,19 @@ class Producer:
         self._clients: dict[str, Any] = {}
         self._session: Any = None
         self._lock = threading.Lock()
+
+    @cached_property
+    def signing(self) -> SigningSecret | None:
+        """The secret holding the message signing key, or None to sign with SECRET_KEY."""
+        secret = self.config.signing_secret
+        if secret is None:
+            return None
+        return SigningSecret(lambda: self.client("secretsmanager"), secret)
+
+    def signing_ready(self) -> None:
+        """Read the signing key now (cached), so a missing key fails before any write."""
+        if self.signing is not None:
+            self.signing.keyring()
 
     def client(self, service: str) -> Any:
         """The low-level client for service (what boto3.client makes), made once on first use."""

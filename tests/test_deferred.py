@@ -84,3 +84,39 @@ def test_a_three_day_wait_costs_one_schedule(
         assert enqueue_calls == ["PutItem", "SendMessage"]
         # A claim attempt and a re-send every 15 minutes: 96 of each per waiting day.
         assert waiting == ["UpdateItem", "SendMessage"] * 4
+
+
+def test_a_schedule_whose_sends_fail_dead_letters_and_its_result_fails(
+    stack: Stack, time_machine: Any
+) -> None:
+    from django.tasks import default_task_backend
+
+    from lambda_handler.dlq import handler
+    from sqs_tasks.testing import DrainContext, emulator_client, lambda_record
+
+    start = datetime.now(UTC)
+    time_machine.move_to(start, tick=True)
+    result = tasks.count.using(run_after=start + timedelta(days=3)).enqueue("never")
+    backend: Any = default_task_backend
+    scheduler = emulator_client(backend, "scheduler")
+    sqs = emulator_client(backend, "sqs")
+    dlq_url = sqs.get_queue_url(QueueName=backend.queue.url("default").rsplit("/", 1)[1] + "-dlq")[
+        "QueueUrl"
+    ]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])
+    (summary,) = scheduler.list_schedules(GroupName=backend.scheduler.group)["Schedules"]
+    target = scheduler.get_schedule(GroupName=backend.scheduler.group, Name=summary["Name"])[
+        "Target"
+    ]
+
+    # Retried for a day, then dead-lettered to the queue's own dead-letter queue...
+    assert target["RetryPolicy"] == {"MaximumEventAgeInSeconds": 86400, "MaximumRetryAttempts": 185}
+    assert target["DeadLetterConfig"] == {"Arn": dlq_arn["Attributes"]["QueueArn"]}
+    # ... as Scheduler does when its retries run out: the target's input, in the DLQ.
+    sqs.send_message(QueueUrl=dlq_url, MessageBody=target["Input"])
+    (dead,) = sqs.receive_message(QueueUrl=dlq_url, MessageSystemAttributeNames=["All"])["Messages"]
+    response = handler({"Records": [lambda_record(dead, dlq_url, stack.region)]}, DrainContext())
+
+    assert response["batchItemFailures"] == []
+    result.refresh()
+    assert result.status == TaskResultStatus.FAILED  # not READY forever

@@ -33,6 +33,7 @@ SHARED = ("endpoints", "partitions", "sdk-default-configuration", "_retry")
 CALLS: dict[str, Callable[[Any], Any]] = {
     "dynamodb": lambda client: client.describe_limits(),
     "scheduler": lambda client: client.list_schedule_groups(),
+    "secretsmanager": lambda client: client.get_secret_value(SecretId="signing-key"),
     "sqs": lambda client: client.list_queues(),
 }
 REGIONS = ("us-east-1", "eu-central-1", "cn-north-1", "us-gov-west-1", "us-iso-east-1")

@@ -15,6 +15,17 @@ def schedule_name(result_id: str, at: datetime) -> str:
     return f"{result_id}-{math.ceil(at.timestamp())}"
 
 
+# Scheduler retries a failing send with backoff for up to a day (185 attempts, its most);
+# then the message goes to the queue's dead-letter queue, whose function fails the result.
+RETRY_POLICY = {"MaximumEventAgeInSeconds": 86400, "MaximumRetryAttempts": 185}
+DEAD_LETTER_SUFFIX = "-dlq"
+
+
+def dead_letter_arn(queue_arn: str) -> str:
+    """The dead-letter queue of a task queue, named as the stack names it (queue + "-dlq")."""
+    return queue_arn + DEAD_LETTER_SUFFIX
+
+
 def at_expression(at: datetime) -> str:
     """The one-time schedule expression for at, rounded up so it never fires early."""
     moment = datetime.fromtimestamp(math.ceil(at.timestamp()), UTC)
@@ -38,7 +49,14 @@ class Scheduler:
                 ScheduleExpression=at_expression(at),
                 ScheduleExpressionTimezone="UTC",
                 FlexibleTimeWindow={"Mode": "OFF"},
-                Target={"Arn": queue_arn, "RoleArn": self.role_arn, "Input": body},
+                Target={
+                    "Arn": queue_arn,
+                    "RoleArn": self.role_arn,
+                    "Input": body,
+                    "RetryPolicy": RETRY_POLICY,
+                    # Without it a schedule whose sends fail would leave its result READY forever.
+                    "DeadLetterConfig": {"Arn": dead_letter_arn(queue_arn)},
+                },
                 ActionAfterCompletion="DELETE",
             )
         except ClientError as e:

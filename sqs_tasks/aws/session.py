@@ -18,8 +18,9 @@ import botocore.session
 from botocore.exceptions import DataNotFoundError
 from botocore.loaders import JSONFileLoader, Loader, create_loader
 
-# The services the backend's clients call: DynamoDB results, SQS queues, Scheduler delays.
-SERVICES = ("dynamodb", "scheduler", "sqs")
+# The services the backend's clients call: DynamoDB results, SQS queues, Scheduler delays,
+# and Secrets Manager for the signing key.
+SERVICES = ("dynamodb", "scheduler", "secretsmanager", "sqs")
 # And those botocore's credential providers call on the same session (assume role, web
 # identity, SSO, `aws login`): the trimmed endpoints must resolve them too.
 CREDENTIAL_SERVICES = ("signin", "sso", "sso-oidc", "sts")

@@ -6,7 +6,6 @@ Imports neither Django nor boto3: the `sqs-tasks` parser is built from it.
 from __future__ import annotations
 
 import argparse
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,8 +111,8 @@ class Options:
 
 
 def stack_parameters(pairs: Sequence[str]) -> dict[str, str]:
-    """The local defaults, a fresh DjangoSecretKey, then each KEY=VALUE of --parameter."""
-    parameters = {**LOCAL_PARAMETERS, "DjangoSecretKey": secrets.token_urlsafe(50)}
+    """The local defaults, then each KEY=VALUE of --parameter."""
+    parameters = dict(LOCAL_PARAMETERS)
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:

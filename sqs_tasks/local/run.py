@@ -106,9 +106,7 @@ class LocalRun:
     def deploy(self, endpoint: str) -> Deployment:
         """[2/4] The template, through the same pipeline as the infrastructure tests."""
         options, console = self.options, self.console
-        shown = ", ".join(
-            f"{k}={v}" for k, v in options.parameters.items() if k != "DjangoSecretKey"
-        )
+        shown = ", ".join(f"{k}={v}" for k, v in options.parameters.items())
         console.say(f"[2/4] deploy {options.template.name} ({shown})")
         tools = SamTools.find(self.project)
         if options.rebuild:

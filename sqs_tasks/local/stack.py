@@ -16,6 +16,7 @@ infrastructure tests and `sqs-tasks local` both deploy through `deploy()`.
 from __future__ import annotations
 
 import json
+import secrets
 import time
 import warnings
 from collections.abc import Mapping
@@ -125,6 +126,16 @@ def translate(
     return template
 
 
+def signing_secret(deployment: Deployment) -> str:
+    """A signing-key secret in moto, like the one the stack generates; returns its ARN."""
+    created = deployment.client("secretsmanager").create_secret(
+        Name=f"{deployment.stack_name}-signing-key",
+        SecretString=json.dumps({"key": secrets.token_urlsafe(48)}),
+    )
+    arn: str = created["ARN"]
+    return arn
+
+
 def deploy(
     template: Path,
     endpoint_url: str,
@@ -161,6 +172,10 @@ def deploy(
         parameters=dict(parameters),
         template={},
     )
+    if not deployment.parameters.get("SigningSecretArn"):
+        # moto's CloudFormation does not make AWS::SecretsManager::Secret: made here as the
+        # stack would generate it, and passed in as an existing secret.
+        deployment.parameters["SigningSecretArn"] = signing_secret(deployment)
     started = time.monotonic()
     bucket = f"{stack_name}-artifacts"
     deployment.client("s3").create_bucket(Bucket=bucket)
@@ -174,7 +189,7 @@ def deploy(
     )
     say(f"sam package: code and nested templates in s3://{bucket} ({since(started)})")
     started = time.monotonic()
-    deployment.template = translate(packaged, parameters, workdir, tools)
+    deployment.template = translate(packaged, deployment.parameters, workdir, tools)
     say(f"SAM transform: {len(deployment.template['Resources'])} resources ({since(started)})")
     started = time.monotonic()
     cloudformation = deployment.client("cloudformation")
@@ -184,7 +199,9 @@ def deploy(
         cloudformation.create_stack(
             StackName=stack_name,
             TemplateBody=json.dumps(deployment.template),
-            Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
+            Parameters=[
+                {"ParameterKey": k, "ParameterValue": v} for k, v in deployment.parameters.items()
+            ],
             Capabilities=["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"],
         )
     for warning in caught:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import atexit
+import json
 import logging
 import os
+import secrets
 import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -66,6 +68,7 @@ def _provision(
     dynamodb = session.client("dynamodb", endpoint_url=endpoint_url)
     sqs = session.client("sqs", endpoint_url=endpoint_url)
     scheduler = session.client("scheduler", endpoint_url=endpoint_url)
+    secretsmanager = session.client("secretsmanager", endpoint_url=endpoint_url)
     patched: dict[str, Any] = {}
     for alias, params in settings_tasks.items():
         params = dict(params)
@@ -88,6 +91,11 @@ def _provision(
             )["QueueUrl"]
         group = f"{prefix}schedules"
         scheduler.create_schedule_group(Name=group)
+        signing_secret = params.get("OPTIONS", {}).get("SIGNING_SECRET")
+        if signing_secret is not None and not signing_secret.startswith("arn:"):
+            # As the SAM stack generates it: one random key, no fallbacks yet.
+            key = json.dumps({"key": secrets.token_urlsafe(48)})
+            secretsmanager.create_secret(Name=signing_secret, SecretString=key)
         options = {k: v for k, v in params.get("OPTIONS", {}).items() if k != "QUEUE_NAME_PREFIX"}
         options.update(
             TABLE_NAME=table,

@@ -18,8 +18,8 @@ from django.tasks.signals import task_finished, task_started
 from django.utils.json import normalize_json
 
 from ..aws.store import READY, RUNNING, TERMINAL, Claim, ResultStore
-from ..exceptions import InvalidTaskPath, ResultTooLarge
-from ..message import Envelope, decode
+from ..exceptions import InvalidTaskPath, ResultTooLarge, TamperedArguments
+from ..message import Envelope, args_digest, decode
 from ..results import (
     MAX_ITEM_BYTES,
     Item,
@@ -130,6 +130,12 @@ def run_message(
                 raise InvalidTaskPath(
                     f"message names {envelope.task_path!r} but the result is for "
                     f"{item['task_path']['S']!r}"
+                )
+            digest = envelope.args_digest
+            if digest is not None and digest != args_digest(item["args"]["S"], item["kwargs"]["S"]):
+                raise TamperedArguments(
+                    "the result's arguments are not those its signed message was sent for "
+                    "(changed in the table since): not run"
                 )
             result = to_result(item, load_task(item["task_path"]["S"]))
         except InvalidTask as e:

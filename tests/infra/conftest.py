@@ -12,7 +12,6 @@ it the tests that need them are skipped (run `bin/check-infra` first).
 
 from __future__ import annotations
 
-import secrets
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -138,11 +137,7 @@ def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def deployment(sam_build: Path, moto: str, tmp_path_factory: pytest.TempPathFactory) -> Deployment:
     # moto never rolls a failed create back: unique names per run.
     prefix = f"it-{uuid.uuid4().hex[:8]}"
-    parameters = {
-        **DEPLOY_PARAMETERS,
-        "Prefix": prefix,
-        "DjangoSecretKey": secrets.token_urlsafe(50),
-    }
+    parameters = {**DEPLOY_PARAMETERS, "Prefix": prefix}
     try:
         deployed = deploy(
             REPO / "template.yaml",
@@ -173,3 +168,33 @@ def translated(deployment: Deployment) -> dict[str, Any]:
 def resources_of(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
     """The resources of a template with Type kind, by logical id."""
     return {k: v for k, v in template["Resources"].items() if v["Type"] == kind}
+
+
+# ----------------------------------------------------------------- the worker's process
+@pytest.fixture
+def lambda_environment(
+    deployment: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[dict[str, str]]:
+    """The process configured as the deployed worker is: its environment, example's TASKS."""
+    from django.test import override_settings
+
+    variables = deployment.environment(deployment.outputs["WorkerFunctionName"])
+    for key, value in variables.items():
+        monkeypatch.setenv(key, str(value))
+    # What the Lambda runtime provides, pointed at moto.
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", deployment.endpoint_url)
+    # example/settings.py's TASKS, evaluated in this environment: no OPTIONS at all, the
+    # backend reads SQS_TASKS_TABLE / SQS_TASKS_QUEUE_PREFIX / SQS_TASKS_RESULT_TTL itself.
+    tasks = {
+        "default": {
+            "BACKEND": "sqs_tasks.SQSBackend",
+            "QUEUES": variables["SQS_TASKS_QUEUES"].split(","),
+        }
+    }
+    with override_settings(TASKS=tasks):
+        yield {key: str(value) for key, value in variables.items()}

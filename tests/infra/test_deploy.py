@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ast
 import json
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlparse
 
@@ -166,7 +165,8 @@ def test_functions_are_configured_for_the_core(deployment: Deployment) -> None:
         assert variables["SQS_TASKS_QUEUE_PREFIX"] == deployment.outputs["QueuePrefix"]
         assert variables["SQS_TASKS_QUEUES"] == parameters["QueueNames"]
         assert str(variables["SQS_TASKS_RESULT_TTL"]) == parameters["ResultTtlSeconds"]
-        assert variables["DJANGO_SECRET_KEY"] == parameters["DjangoSecretKey"]
+        assert variables["SQS_TASKS_SIGNING_SECRET"] == deployment.outputs["SigningSecretArn"]
+        assert "DJANGO_SECRET_KEY" not in variables
         assert variables["SQS_TASKS_SCHEDULE_GROUP"] == deployment.outputs["ScheduleGroup"]
         assert variables["SQS_TASKS_SCHEDULER_ROLE_ARN"] == deployment.outputs["SchedulerRoleArn"]
         assert variables["POWERTOOLS_LOG_LEVEL"] == "DEBUG"
@@ -233,6 +233,7 @@ def test_worker_role_reaches_its_own_queues_and_table_only(deployment: Deploymen
         "TaskQueues",
         "ScheduleLongWaits",
         "PassSchedulerRole",
+        "ReadSigningKey",
         "ReadAndWriteResults",
     }
     queues = by_sid["TaskQueues"]
@@ -266,10 +267,13 @@ def test_scheduler_role_sends_to_the_task_queues_only(deployment: Deployment) ->
     prefix = deployment.prefix
     policies = role_statements(deployment, deployment.outputs["SchedulerRoleArn"])
 
-    (send,) = policies["send-to-task-queues"]
-    assert as_list(send["Action"]) == ["sqs:SendMessage"]
+    send, dead_letters = policies["send-to-task-queues"]
+    assert as_list(send["Action"]) == as_list(dead_letters["Action"]) == ["sqs:SendMessage"]
     assert set(as_list(send["Resource"])) == {
         arn(deployment, "sqs", f"{prefix}-{n}") for n in QUEUE_NAMES
+    }
+    assert set(as_list(dead_letters["Resource"])) == {
+        arn(deployment, "sqs", f"{prefix}-{n}-dlq") for n in QUEUE_NAMES
     }
 
 
@@ -289,7 +293,8 @@ def test_dead_letter_role_reaches_the_dead_letter_queues_and_updates_results(
         "sqs:GetQueueAttributes",
     }
     (results,) = policies["results-table"]
-    assert as_list(results["Action"]) == ["dynamodb:UpdateItem"]
+    # UpdateItem fails a result; GetItem reads one whose update was refused.
+    assert set(as_list(results["Action"])) == {"dynamodb:UpdateItem", "dynamodb:GetItem"}
     assert as_list(results["Resource"]) == [
         arn(deployment, "dynamodb", f"table/{prefix}-task-results")
     ]
@@ -322,35 +327,6 @@ def test_producer_policy_is_scoped_to_the_task_queues_and_table(deployment: Depl
 
 
 # ----------------------------------------------------------------- tasks through the stack
-@pytest.fixture
-def lambda_environment(
-    deployment: Deployment, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[dict[str, str]]:
-    """The process configured as the deployed worker is: its environment, example's TASKS."""
-    from django.test import override_settings
-
-    variables = function(deployment, "WorkerFunctionName")["Environment"]["Variables"]
-    for key, value in variables.items():
-        monkeypatch.setenv(key, str(value))
-    # What the Lambda runtime provides, pointed at moto.
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ENDPOINT_URL", deployment.endpoint_url)
-    # example/settings.py's TASKS, evaluated in this environment: no OPTIONS at all, the
-    # backend reads SQS_TASKS_TABLE / SQS_TASKS_QUEUE_PREFIX / SQS_TASKS_RESULT_TTL itself.
-    tasks = {
-        "default": {
-            "BACKEND": "sqs_tasks.SQSBackend",
-            "QUEUES": variables["SQS_TASKS_QUEUES"].split(","),
-        }
-    }
-    with override_settings(TASKS=tasks):
-        yield {key: str(value) for key, value in variables.items()}
-
-
 def test_tasks_run_through_the_deployed_queues_and_table(
     deployment: Deployment, lambda_environment: dict[str, str]
 ) -> None:

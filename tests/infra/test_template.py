@@ -26,7 +26,7 @@ RESULTS_ACTIONS = {
 
 CORE_ENVIRONMENT = {
     "DJANGO_SETTINGS_MODULE",
-    "DJANGO_SECRET_KEY",
+    "SQS_TASKS_SIGNING_SECRET",
     "SQS_TASKS_TABLE",
     "SQS_TASKS_QUEUE_PREFIX",
     "SQS_TASKS_QUEUES",
@@ -38,6 +38,10 @@ CORE_ENVIRONMENT = {
     "POWERTOOLS_METRICS_NAMESPACE",
 }
 EXTRA_QUEUE_SLOTS = 4
+# The generated secret, or the one SigningSecretArn names.
+SIGNING_SECRET = {
+    "Fn::If": ["MakeSigningSecret", {"Ref": "SigningSecret"}, {"Ref": "SigningSecretArn"}]
+}
 
 
 def only(resources: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -100,6 +104,32 @@ def test_results_table_is_on_demand_expiring_recoverable_and_encrypted(
     assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
     assert table["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
     assert table["SSESpecification"]["SSEEnabled"] is True
+
+
+def test_results_table_outlives_the_stack_and_is_protected_by_default(
+    source_template: dict[str, Any], table_template: dict[str, Any]
+) -> None:
+    # `sam delete`, or a new Prefix (a new table name: a replacement), must keep every result.
+    (resource,) = resources_of(table_template, "AWS::DynamoDB::Table").values()
+    assert resource["DeletionPolicy"] == resource["UpdateReplacePolicy"] == "Retain"
+    protection = resource["Properties"]["DeletionProtectionEnabled"]
+    assert protection == {"Fn::If": ["Protected", True, False]}
+    assert table_template["Conditions"]["Protected"] == {
+        "Fn::Equals": [{"Ref": "DeletionProtection"}, "true"]
+    }
+    parameter = source_template["Parameters"]["TableDeletionProtection"]
+    assert parameter["Default"] == "true"
+    nested = source_template["Resources"]["ResultsTable"]["Properties"]["Parameters"]
+    assert nested["DeletionProtection"] == {"Ref": "TableDeletionProtection"}
+
+
+def test_queues_and_dead_letter_queues_outlive_the_stack(queue_template: dict[str, Any]) -> None:
+    # Queued messages are tasks still to run, dead letters the evidence of failed ones.
+    queues = resources_of(queue_template, "AWS::SQS::Queue")
+
+    assert set(queues) == {"Queue", "DeadLetterQueue"}
+    for resource in queues.values():
+        assert resource["DeletionPolicy"] == resource["UpdateReplacePolicy"] == "Retain"
 
 
 # ----------------------------------------------------------------- one task queue
@@ -250,9 +280,11 @@ def test_translated_functions_run_python_313_on_arm64(translated: dict[str, Any]
         assert variables["DJANGO_SETTINGS_MODULE"] == "example.settings"
         assert variables["SQS_TASKS_QUEUE_PREFIX"] == {"Fn::Sub": "${Prefix}-"}
         assert variables["SQS_TASKS_QUEUES"] == {"Ref": "QueueNames"}
-        assert variables["DJANGO_SECRET_KEY"] == {"Ref": "DjangoSecretKey"}
+        # The secret's ARN; no key of any kind is a plain environment variable.
+        assert variables["SQS_TASKS_SIGNING_SECRET"] == SIGNING_SECRET
+        assert "DJANGO_SECRET_KEY" not in variables
     assert functions["WorkerFunction"]["Properties"]["RecursiveLoop"] == "Allow"
-    assert translated["Parameters"]["DjangoSecretKey"]["NoEcho"] is True
+    assert "DjangoSecretKey" not in translated["Parameters"]
 
 
 def test_translated_nested_stacks_come_from_the_packaged_templates(
@@ -288,6 +320,12 @@ def test_iam_statements_are_scoped_to_the_stacks_own_resources(
                 assert statement["Condition"] == {
                     "StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}
                 }
+                continue
+            if actions(statement) <= {
+                "secretsmanager:GetSecretValue",
+                "secretsmanager:PutSecretValue",
+            }:
+                assert statement["Resource"] == SIGNING_SECRET  # That secret only.
                 continue
             resources = strings_in(statement["Resource"])
             arns = [r for r in resources if r.startswith("arn:") or r.startswith(",arn:")]
@@ -333,6 +371,7 @@ def test_producer_policy_grants_enqueue_and_results_only(translated: dict[str, A
         "EnqueueTasks": {"sqs:SendMessage", "sqs:GetQueueUrl"},
         "ScheduleLongWaits": {"scheduler:CreateSchedule"},
         "PassSchedulerRole": {"iam:PassRole"},
+        "ReadSigningKey": {"secretsmanager:GetSecretValue"},
         "ReadAndWriteResults": RESULTS_ACTIONS,
     }
 
@@ -347,6 +386,7 @@ def test_worker_policy_is_the_worker_roles_and_reaches_no_dead_letter_queue(
         "TaskQueues": WORKER_QUEUE_ACTIONS,
         "ScheduleLongWaits": {"scheduler:CreateSchedule"},
         "PassSchedulerRole": {"iam:PassRole"},
+        "ReadSigningKey": {"secretsmanager:GetSecretValue"},
         "ReadAndWriteResults": RESULTS_ACTIONS,
     }
 
@@ -361,8 +401,69 @@ def test_scheduler_role_is_for_eventbridge_scheduler_of_this_account_only(
 
     (trust,) = statements(role["AssumeRolePolicyDocument"])
     assert trust["Principal"] == {"Service": "scheduler.amazonaws.com"}
-    assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+    assert trust["Condition"] == {
+        "StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}},
+        # Only schedules of the stack's own group may use the role.
+        "ArnEquals": {
+            "aws:SourceArn": {
+                "Fn::Sub": (
+                    "arn:${AWS::Partition}:scheduler:${AWS::Region}:${AWS::AccountId}:"
+                    "schedule-group/${Prefix}-schedules"
+                )
+            }
+        },
+    }
     (policy,) = role["Policies"]
-    (send,) = statements(policy["PolicyDocument"])
-    assert actions(send) == {"sqs:SendMessage"}
+    send, dead_letters = statements(policy["PolicyDocument"])
+    assert actions(send) == actions(dead_letters) == {"sqs:SendMessage"}
     assert not any("-dlq" in arn for arn in strings_in(send["Resource"]))
+    # A schedule whose sends keep failing lands in its queue's dead-letter queue.
+    dlqs = [arn for arn in strings_in(dead_letters["Resource"]) if "arn:" in arn]
+    assert dlqs and all(arn.endswith("-dlq") for arn in dlqs)
+
+
+def test_the_signing_key_is_a_generated_secret_kept_with_the_data(
+    source_template: dict[str, Any],
+) -> None:
+    from sqs_tasks.aws.secrets import MIN_KEY_LENGTH
+
+    secret = source_template["Resources"]["SigningSecret"]
+    assert secret["Type"] == "AWS::SecretsManager::Secret"
+    assert secret["Condition"] == "MakeSigningSecret"
+    # Queued and dead-lettered messages outlive the stack: so must the key that verifies them.
+    assert secret["DeletionPolicy"] == secret["UpdateReplacePolicy"] == "Retain"
+    generated = secret["Properties"]["GenerateSecretString"]
+    assert generated["GenerateStringKey"] == "key"
+    assert generated["SecretStringTemplate"] == "{}"
+    assert generated["PasswordLength"] >= MIN_KEY_LENGTH
+    assert source_template["Conditions"]["MakeSigningSecret"] == {
+        "Fn::Equals": [{"Ref": "SigningSecretArn"}, ""]
+    }
+    assert source_template["Parameters"]["SigningSecretArn"]["Default"] == ""
+    assert "DjangoSecretKey" not in source_template["Parameters"]
+
+
+def test_operator_policy_adds_only_what_redrive_needs(translated: dict[str, Any]) -> None:
+    policy = resources_of(translated, "AWS::IAM::ManagedPolicy")["OperatorPolicy"]["Properties"]
+    by_sid = {s["Sid"]: s for s in statements(policy["PolicyDocument"])}
+
+    assert {sid: actions(s) for sid, s in by_sid.items()} == {
+        "ReadRedrivePolicies": {"sqs:GetQueueAttributes"},
+        "RedriveDeadLetters": {"sqs:GetQueueUrl", "sqs:ReceiveMessage", "sqs:DeleteMessage"},
+        "RotateSigningKey": {"secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue"},
+    }
+    assert by_sid["RotateSigningKey"]["Resource"] == SIGNING_SECRET
+    queues = [a for a in strings_in(by_sid["ReadRedrivePolicies"]["Resource"]) if "arn:" in a]
+    dlqs = [a for a in strings_in(by_sid["RedriveDeadLetters"]["Resource"]) if "arn:" in a]
+    assert queues and not any(a.endswith("-dlq") for a in queues)
+    assert dlqs and all(a.endswith("-dlq") for a in dlqs)
+
+
+def test_every_stateful_resource_says_what_deleting_the_stack_does(
+    source_template: dict[str, Any],
+) -> None:
+    # cfn-lint I3011: the default is to delete; each says so or keeps its data on purpose.
+    logs = resources_of(source_template, "AWS::Logs::LogGroup")
+    assert set(logs) == {"WorkerLogGroup", "DeadLetterLogGroup"}
+    for resource in logs.values():
+        assert resource["DeletionPolicy"] == resource["UpdateReplacePolicy"] == "Delete"
