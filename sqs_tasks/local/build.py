@@ -15,6 +15,9 @@ from .tools import REGION, Log, SamTools, run_tool, since
 
 # Files in the build directory that say what it was built from.
 FINGERPRINT_FILE = ".sqs-tasks-fingerprint"
+SKIPPED_FOLDERS = {"__pycache__", "node_modules"}
+# Bytecode, and the local SQLite database of a fresh project, change without a rebuild due.
+SKIPPED_SUFFIXES = (".pyc", ".sqlite3", ".sqlite3-journal", ".log")
 
 
 def project_files(project: Path) -> list[Path]:
@@ -28,16 +31,25 @@ def project_files(project: Path) -> list[Path]:
         ).stdout.decode()
         names = sorted({n for n in listed.split("\0") if n})
     except (OSError, subprocess.SubprocessError):
-        names = sorted(
-            str(p.relative_to(project))
-            for p in project.rglob("*")
-            if p.is_file()
-            and not any(
-                part.startswith(".") or part == "__pycache__"
-                for part in p.relative_to(project).parts
-            )
-        )
+        names = sorted(_walk(project))
     return [project / n for n in names if (project / n).is_file()]
+
+
+def _walk(project: Path) -> Iterator[str]:
+    """The files of a project that is no git work tree, without what is not its source."""
+    for folder, dirs, files in os.walk(project):
+        here = Path(folder)
+        # Hidden folders (.aws-sam, .git), bytecode, virtualenvs and node_modules.
+        dirs[:] = [
+            d
+            for d in dirs
+            if not d.startswith(".")
+            and d not in SKIPPED_FOLDERS
+            and not (here / d / "pyvenv.cfg").exists()
+        ]
+        for name in files:
+            if not name.startswith(".") and not name.endswith(SKIPPED_SUFFIXES):
+                yield str((here / name).relative_to(project))
 
 
 def fingerprint(template: Path, tools: SamTools) -> str:

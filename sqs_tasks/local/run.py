@@ -1,6 +1,7 @@
-"""`sqs-tasks local`: the SAM stack deployed into an embedded moto server, the example project
-configured exactly as the deployed worker function, its tasks run by emulated event source
-mappings, and a results table at the end.
+"""`sqs-tasks local`: the project's SAM stack (template.yaml, from `sqs-tasks init`) deployed
+into an embedded moto server, the project configured exactly as the deployed worker function,
+its tasks run by emulated event source mappings, and a results table at the end: the example
+project's demo mix in sqs-tasks' repository (or with --demo), else a smoke check.
 
 Exit status: 0 when every task reached the state it should, 1 when one did not, 2 when the
 run timed out, 3 when the stack could not be deployed (the message says why).
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import signal
 import threading
 import time
@@ -56,7 +58,10 @@ def main(args: argparse.Namespace) -> int:
         console.say(f"sqs-tasks local: {e}")
         return EXIT_SETUP
     if not options.template.exists():
-        console.say(f"sqs-tasks local: no SAM template at {options.template} (see --template)")
+        console.say(
+            f"sqs-tasks local: no SAM template at {options.template}: run `sqs-tasks init` in "
+            "your Django project's root first (or see --template)"
+        )
         return EXIT_SETUP
     return LocalRun(options, console).run()
 
@@ -110,7 +115,12 @@ class LocalRun:
             f"{k}={v}" for k, v in options.parameters.items() if k != "DjangoSecretKey"
         )
         console.say(f"[2/4] deploy {options.template.name} ({shown})")
-        tools = SamTools.find(self.project)
+        tools = SamTools.find(self.project, install=True, log=console.step)
+        if not tools.builds_bytecode():
+            console.step(
+                "no Python 3.13 (the runtime's) for sam build: the code package is built "
+                "without bytecode, so each cold start compiles it (put python3.13 on PATH)"
+            )
         if options.rebuild:
             (self.workdir / "build" / FINGERPRINT_FILE).unlink(missing_ok=True)
         deployment = deploy(
@@ -192,7 +202,12 @@ class LocalRun:
             f"[4/4] enqueue and run the tasks (log: {self.log_path.relative_to(self.project)})"
         )
         started = time.monotonic()
-        ids = enqueue_mix(tracker)
+        if options.demo:
+            ids = enqueue_mix(tracker)
+        else:
+            from .smoke import enqueue_smoke  # Defines a task: Django must be set up.
+
+            ids = enqueue_smoke(tracker)
         if options.dead_letter:
             send_forged(deployment, tracker, self.mappings)
         load = enqueue_load(options.tasks, tracker, console, started) if options.tasks else None
@@ -226,6 +241,14 @@ class LocalRun:
         print(f"sqs-tasks local: FAILED: {headline}", file=self.console.err)
         return status
 
+    def write_env_file(self, env: dict[str, str], path: Path) -> None:
+        """The environment as KEY=VALUE lines, written whole (a reader never sees half)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        scratch = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        scratch.write_text("".join(f"{k}={v}\n" for k, v in sorted(env.items())))
+        scratch.replace(path)
+        self.console.say(f"  (also written to {path})")
+
     def keep_running(self, deployment: Deployment) -> None:
         """Serve until Ctrl-C: the stack in moto, the emulated mappings running what comes."""
         env = {
@@ -235,8 +258,15 @@ class LocalRun:
             "AWS_ENDPOINT_URL": deployment.endpoint_url,
         }
         self.console.say("\nThe stack and the workers stay up until Ctrl-C. In another shell:")
-        self.console.say("  export " + " ".join(f"{k}={v}" for k, v in sorted(env.items())))
-        self.console.say("  then enqueue from your project (e.g. python -m django shell).")
+        self.console.say(
+            "  export " + " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(env.items()))
+        )
+        self.console.say(
+            "  then enqueue from your project: python manage.py shell (or runserver); the "
+            "workers here run the tasks with your code and settings."
+        )
+        if self.options.env_file is not None:
+            self.write_env_file(env, self.options.env_file)
         stop = threading.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stop.set())

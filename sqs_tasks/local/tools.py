@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,6 +16,9 @@ REGION = "us-east-1"
 ACCOUNT = "123456789012"
 TOOL_TIMEOUT = 900
 ENV_SAM_VENV = "SQS_TASKS_SAM_VENV"
+# What `sqs-tasks local` installs when it finds no sam tools: bin/_env's pins (a test checks).
+SAM_CLI_VERSION = "1.170.0"
+SAM_TRANSLATOR_VERSION = "1.115.0"
 # Credentials moto accepts; never real ones.
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -48,19 +53,73 @@ class SamTools:
         """The venv's interpreter (it has aws-sam-translator)."""
         return self.venv / "bin" / "python"
 
+    @property
+    def usable(self) -> bool:
+        """Whether the venv has both tools."""
+        return self.sam.exists() and self.python.exists()
+
     @classmethod
-    def find(cls, project: Path) -> SamTools:
-        """$SQS_TASKS_SAM_VENV, else project/.venv-sam; ToolsMissing says how to get them."""
+    def find(cls, project: Path, *, install: bool = False, log: Log | None = None) -> SamTools:
+        """The sam tools, looked for in this order; ToolsMissing says how to get them.
+
+        $SQS_TASKS_SAM_VENV; project/.venv-sam (sqs-tasks' repository); the venv of a `sam` on
+        PATH installed with pip or pipx (it has aws-sam-translator); the per-user cache
+        (sam_cache_dir()), made there once with the pinned versions when install is true.
+        """
         configured = os.environ.get(ENV_SAM_VENV)
-        tools = cls(Path(configured) if configured else project / ".venv-sam")
-        if not (tools.sam.exists() and tools.python.exists()):
-            source = f"${ENV_SAM_VENV}" if configured else "the project"
+        if configured:
+            tools = cls(Path(configured))
+            if not tools.usable:
+                raise ToolsMissing(
+                    f"${ENV_SAM_VENV}={configured} is not a venv with aws-sam-cli and "
+                    "aws-sam-translator (bin/sam and bin/python): fix or unset it."
+                )
+            return tools
+        for candidate in (project / ".venv-sam", _venv_of_sam_on_path(), sam_cache_dir()):
+            if candidate is not None and cls(candidate).usable:
+                return cls(candidate)
+        if not install:
             raise ToolsMissing(
-                f"The sam tool venv ({tools.venv}, from {source}) is missing or incomplete: "
-                "run bin/check-infra (or bin/demo), which creates it with aws-sam-cli and "
-                f"aws-sam-translator, or point {ENV_SAM_VENV} at a venv that has both."
+                f"No sam tools: neither ${ENV_SAM_VENV}, {project / '.venv-sam'}, a pip-installed "
+                f"`sam` on PATH, nor {sam_cache_dir()}. `sqs-tasks local` installs them there "
+                "(bin/check-infra in sqs-tasks' repository), or point "
+                f"{ENV_SAM_VENV} at a venv with aws-sam-cli and aws-sam-translator."
             )
-        return tools
+        return cls.install(sam_cache_dir(), log or (lambda _: None))
+
+    @classmethod
+    def install(cls, venv: Path, log: Log) -> SamTools:
+        """Make venv with the pinned aws-sam-cli and aws-sam-translator (a minute or two)."""
+        python = find_python313() or sys.executable
+        pins = [f"aws-sam-cli=={SAM_CLI_VERSION}", f"aws-sam-translator=={SAM_TRANSLATOR_VERSION}"]
+        log(
+            f"installing {' and '.join(pins)} once, into {venv} with {python} (a minute or "
+            f"two; set {ENV_SAM_VENV} to use a venv of your own)"
+        )
+        started = time.monotonic()
+        scratch = venv.with_name(f"{venv.name}.tmp-{os.getpid()}")
+        shutil.rmtree(scratch, ignore_errors=True)
+        env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+        run_tool([python, "-m", "venv", scratch], cwd=Path.cwd(), env=env, what="python -m venv")
+        run_tool(
+            [scratch / "bin" / "python", "-m", "pip", "install", "--quiet", *pins],
+            cwd=Path.cwd(),
+            env=env,
+            what=f"pip install {' '.join(pins)}",
+        )
+        (scratch / ".check-infra").write_text(
+            f"sam={SAM_CLI_VERSION} translator={SAM_TRANSLATOR_VERSION}\n"
+        )
+        shutil.rmtree(venv, ignore_errors=True)
+        scratch.rename(venv)
+        log(f"installed the sam tools in {since(started)}")
+        return cls(venv)
+
+    def builds_bytecode(self) -> bool:
+        """Whether `sam build` finds a Python 3.13 (the runtime's) to compile bytecode with."""
+        path = f"{self.venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"
+        found = shutil.which("python3.13", path=path) or shutil.which("python3", path=path)
+        return bool(found) and _is_python313(Path(found or ""))
 
     def version(self) -> str:
         """What bin/check-infra pinned in the venv (its marker file), or ''."""
@@ -100,6 +159,40 @@ def run_tool(command: list[str | Path], *, cwd: Path, env: dict[str, str], what:
         raise DeployError(
             f"{what} failed (exit {done.returncode}):\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
         )
+
+
+def sam_cache_dir() -> Path:
+    """Where `sqs-tasks local` keeps the sam tools it installs: one venv per pinned version."""
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "sqs-tasks" / f"sam-{SAM_CLI_VERSION}"
+
+
+def _venv_of_sam_on_path() -> Path | None:
+    """The venv of the `sam` on PATH when pip or pipx installed it (it holds its interpreter)."""
+    found = shutil.which("sam")
+    return Path(found).resolve().parent.parent if found else None
+
+
+def _is_python313(python: Path) -> bool:
+    try:
+        done = subprocess.run(
+            [str(python), "-c", "import sys; assert sys.version_info[:2] == (3, 13)"],
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return done.returncode == 0
+
+
+def find_python313() -> str | None:
+    """A Python 3.13 on PATH (the runtime's: `sam build` compiles the bytecode with it)."""
+    for name in ("python3.13", "python3"):
+        found = shutil.which(name)
+        if found and _is_python313(Path(found)):
+            return found
+    return None
 
 
 def since(started: float) -> str:
