@@ -101,12 +101,14 @@ class SamTools:
         shutil.rmtree(scratch, ignore_errors=True)
         env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
         run_tool([python, "-m", "venv", scratch], cwd=Path.cwd(), env=env, what="python -m venv")
-        run_tool(
-            [scratch / "bin" / "python", "-m", "pip", "install", "--quiet", *pins],
-            cwd=Path.cwd(),
-            env=env,
-            what=f"pip install {' '.join(pins)}",
+        # uv, when there is one, installs the sam CLI's hundred packages several times faster.
+        uv = shutil.which("uv")
+        installer: list[str | Path] = (
+            [uv, "pip", "install", "--quiet", "--python", scratch / "bin" / "python"]
+            if uv
+            else [scratch / "bin" / "python", "-m", "pip", "install", "--quiet"]
         )
+        run_tool([*installer, *pins], cwd=Path.cwd(), env=env, what=f"installing {' '.join(pins)}")
         (scratch / ".check-infra").write_text(
             f"sam={SAM_CLI_VERSION} translator={SAM_TRANSLATOR_VERSION}\n"
         )
