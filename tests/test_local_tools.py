@@ -49,6 +49,9 @@ def test_without_tools_the_error_names_every_place_looked(nowhere: Path) -> None
 def test_the_per_user_cache_is_used_once_made(nowhere: Path) -> None:
     cache = fake_venv(tools.sam_cache_dir())
     assert re.fullmatch(r"sam-[0-9.]+", cache.name)
+    with pytest.raises(ToolsMissing):  # Not complete until its marker is written.
+        SamTools.find(nowhere)
+    (cache / tools.MARKER).write_text("sam=...")
     assert SamTools.find(nowhere).venv == cache
 
 
@@ -67,7 +70,7 @@ def test_a_pip_installed_sam_on_path_is_used(
 def test_a_configured_venv_wins_and_must_be_complete(
     nowhere: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    fake_venv(tools.sam_cache_dir())
+    (fake_venv(tools.sam_cache_dir()) / tools.MARKER).write_text("sam=...")
     configured = fake_venv(tmp_path / "mine")
     monkeypatch.setenv(tools.ENV_SAM_VENV, str(configured))
     assert SamTools.find(nowhere).venv == configured

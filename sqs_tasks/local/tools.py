@@ -15,6 +15,8 @@ REGION = "us-east-1"
 # moto's fixed account id: the ARNs of whatever the stack makes.
 ACCOUNT = "123456789012"
 TOOL_TIMEOUT = 900
+# In a sam tool venv: the pinned versions it was made with (bin/check-infra writes it too).
+MARKER = ".check-infra"
 ENV_SAM_VENV = "SQS_TASKS_SAM_VENV"
 # What `sqs-tasks local` installs when it finds no sam tools: bin/_env's pins (a test checks).
 SAM_CLI_VERSION = "1.170.0"
@@ -75,9 +77,12 @@ class SamTools:
                     "aws-sam-translator (bin/sam and bin/python): fix or unset it."
                 )
             return tools
-        for candidate in (project / ".venv-sam", _venv_of_sam_on_path(), sam_cache_dir()):
+        for candidate in (project / ".venv-sam", _venv_of_sam_on_path()):
             if candidate is not None and cls(candidate).usable:
                 return cls(candidate)
+        cached = cls(sam_cache_dir())
+        if cached.usable and (cached.venv / MARKER).exists():
+            return cached
         if not install:
             raise ToolsMissing(
                 f"No sam tools: neither ${ENV_SAM_VENV}, {project / '.venv-sam'}, a pip-installed "
@@ -97,23 +102,20 @@ class SamTools:
             f"two; set {ENV_SAM_VENV} to use a venv of your own)"
         )
         started = time.monotonic()
-        scratch = venv.with_name(f"{venv.name}.tmp-{os.getpid()}")
-        shutil.rmtree(scratch, ignore_errors=True)
+        # Made in place (its scripts name its interpreter by path); the marker, written last,
+        # says it is complete.
+        shutil.rmtree(venv, ignore_errors=True)
         env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
-        run_tool([python, "-m", "venv", scratch], cwd=Path.cwd(), env=env, what="python -m venv")
+        run_tool([python, "-m", "venv", venv], cwd=Path.cwd(), env=env, what="python -m venv")
         # uv, when there is one, installs the sam CLI's hundred packages several times faster.
         uv = shutil.which("uv")
         installer: list[str | Path] = (
-            [uv, "pip", "install", "--quiet", "--python", scratch / "bin" / "python"]
+            [uv, "pip", "install", "--quiet", "--python", venv / "bin" / "python"]
             if uv
-            else [scratch / "bin" / "python", "-m", "pip", "install", "--quiet"]
+            else [venv / "bin" / "python", "-m", "pip", "install", "--quiet"]
         )
         run_tool([*installer, *pins], cwd=Path.cwd(), env=env, what=f"installing {' '.join(pins)}")
-        (scratch / ".check-infra").write_text(
-            f"sam={SAM_CLI_VERSION} translator={SAM_TRANSLATOR_VERSION}\n"
-        )
-        shutil.rmtree(venv, ignore_errors=True)
-        scratch.rename(venv)
+        (venv / MARKER).write_text(f"sam={SAM_CLI_VERSION} translator={SAM_TRANSLATOR_VERSION}\n")
         log(f"installed the sam tools in {since(started)}")
         return cls(venv)
 
@@ -125,7 +127,7 @@ class SamTools:
 
     def version(self) -> str:
         """What bin/check-infra pinned in the venv (its marker file), or ''."""
-        marker = self.venv / ".check-infra"
+        marker = self.venv / MARKER
         return marker.read_text().strip() if marker.exists() else ""
 
     def env(self, region: str = REGION, **extra: str) -> dict[str, str]:
