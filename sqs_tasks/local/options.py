@@ -19,7 +19,7 @@ LOCAL_PARAMETERS = {
     "EnableEventSourceMappings": "false",
 }
 # The example project's demo mix uses a second queue.
-DEMO_PARAMETERS = {**LOCAL_PARAMETERS, "QueueNames": "default,emails"}
+DEMO_PARAMETERS = {"Prefix": "local", "QueueNames": "default,emails", **LOCAL_PARAMETERS}
 # With --dead-letter and no --visibility-timeout, a refused message comes back after the
 # longest batching window plus this (a batch is gathered, then run, in that time).
 VISIBILITY_MARGIN = 2

@@ -159,6 +159,8 @@ def run_tool(command: list[str | Path], *, cwd: Path, env: dict[str, str], what:
         )
     except subprocess.TimeoutExpired as e:
         raise DeployError(f"{what} did not finish in {TOOL_TIMEOUT} s") from e
+    except OSError as e:
+        raise DeployError(f"{what} could not start: {e}") from e
     if done.returncode:
         raise DeployError(
             f"{what} failed (exit {done.returncode}):\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
