@@ -8,10 +8,9 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-from .tools import REGION, Log, SamTools, run_tool, since
+from .tools import REGION, Log, SamTools, locked, run_tool, since
 
 # Files in the build directory that say what it was built from.
 FINGERPRINT_FILE = ".sqs-tasks-fingerprint"
@@ -63,23 +62,6 @@ def fingerprint(template: Path, tools: SamTools) -> str:
     return digest.hexdigest()
 
 
-@contextmanager
-def _locked(lock_file: Path) -> Iterator[None]:
-    """One builder at a time per build directory (another run may be building it)."""
-    lock_file.parent.mkdir(parents=True, exist_ok=True)
-    with lock_file.open("a") as handle:
-        try:
-            import fcntl
-        except ImportError:  # Not POSIX: no concurrent runs to guard against.
-            yield
-            return
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def build(
     template: Path,
     build_dir: Path,
@@ -95,7 +77,7 @@ def build(
     """
     say = log or (lambda _: None)
     template, build_dir = template.resolve(), build_dir.resolve()
-    with _locked(build_dir.with_name(build_dir.name + ".lock")):
+    with locked(build_dir.with_name(build_dir.name + ".lock")):
         wanted = fingerprint(template, tools) if reuse else ""
         stamp = build_dir / FINGERPRINT_FILE
         built = build_dir / "template.yaml"

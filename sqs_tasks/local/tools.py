@@ -7,7 +7,8 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,14 +84,18 @@ class SamTools:
         cached = cls(sam_cache_dir())
         if cached.usable and (cached.venv / MARKER).exists():
             return cached
-        if not install:
-            raise ToolsMissing(
-                f"No sam tools: neither ${ENV_SAM_VENV}, {project / '.venv-sam'}, a pip-installed "
-                f"`sam` on PATH, nor {sam_cache_dir()}. `sqs-tasks local` installs them there "
-                "(bin/check-infra in sqs-tasks' repository), or point "
-                f"{ENV_SAM_VENV} at a venv with aws-sam-cli and aws-sam-translator."
-            )
-        return cls.install(sam_cache_dir(), log or (lambda _: None))
+        if install:
+            with locked(cached.venv.with_name(cached.venv.name + ".lock")):
+                # Another run may have made it while this one waited.
+                if cached.usable and (cached.venv / MARKER).exists():
+                    return cached
+                return cls.install(cached.venv, log or (lambda _: None))
+        raise ToolsMissing(
+            f"No sam tools: neither ${ENV_SAM_VENV}, {project / '.venv-sam'}, a pip-installed "
+            f"`sam` on PATH, nor {sam_cache_dir()}. `sqs-tasks local` installs them there "
+            "(bin/check-infra in sqs-tasks' repository), or point "
+            f"{ENV_SAM_VENV} at a venv with aws-sam-cli and aws-sam-translator."
+        )
 
     @classmethod
     def install(cls, venv: Path, log: Log) -> SamTools:
@@ -165,6 +170,23 @@ def run_tool(command: list[str | Path], *, cwd: Path, env: dict[str, str], what:
         raise DeployError(
             f"{what} failed (exit {done.returncode}):\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
         )
+
+
+@contextmanager
+def locked(lock_file: Path) -> Iterator[None]:
+    """One process at a time past this (another run may be building or installing)."""
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with lock_file.open("a") as handle:
+        try:
+            import fcntl
+        except ImportError:  # Not POSIX: no concurrent runs to guard against.
+            yield
+            return
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def sam_cache_dir() -> Path:
