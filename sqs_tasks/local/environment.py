@@ -101,6 +101,12 @@ def configure_logging(path: Path, level: str, *, append: bool = False) -> None:
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(level)
+    # The project's LOGGING (Django's own, with DEBUG on, prints django.tasks lines): to the
+    # file too, through the root logger, so that the progress display stays readable.
+    for logger in logging.root.manager.loggerDict.values():
+        if isinstance(logger, logging.Logger) and logger.handlers:
+            logger.handlers = []
+            logger.propagate = True
 
 
 def configure_django(deployment: Deployment, project: Path) -> dict[str, str]:
