@@ -45,6 +45,21 @@ WORKDIR = Path(".aws-sam") / "local"
 EXIT_OK, EXIT_WRONG, EXIT_TIMEOUT, EXIT_SETUP = 0, 1, 2, 3
 
 
+# Modules every run imports, none of which needs Django's settings at import time.
+PREIMPORTED = ("boto3", "botocore.session", "django.db.models", "django.tasks", "django.test")
+
+
+def preimport() -> None:
+    """Import what the run will need, while it waits for the moto server."""
+    import importlib
+
+    for name in PREIMPORTED:
+        try:
+            importlib.import_module(name)
+        except Exception:  # The run imports it again, and says what is wrong then.
+            return
+
+
 def _exit_on_signal(signum: int, frame: Any) -> None:
     raise SystemExit(128 + signum)
 
@@ -88,6 +103,8 @@ class LocalRun:
         signal.signal(signal.SIGTERM, _exit_on_signal)
         configure_logging(self.log_path, "INFO")
         say("sqs-tasks local: the SAM stack in an embedded AWS (moto), run as Lambda runs it")
+        # Imported meanwhile: the moto server takes seconds to start, Django and boto3 too.
+        threading.Thread(target=preimport, name="preimport", daemon=True).start()
         with ExitStack() as stack:
             try:
                 endpoint = stack.enter_context(moto_server(self.workdir / "moto.log")).url
@@ -257,6 +274,10 @@ class LocalRun:
             "AWS_DEFAULT_REGION": deployment.region,
             "AWS_ENDPOINT_URL": deployment.endpoint_url,
         }
+        # From now on Ctrl-C stops the wait below (whoever read the env file may send it).
+        stop = threading.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stop.set())
         self.console.say("\nThe stack and the workers stay up until Ctrl-C. In another shell:")
         self.console.say(
             "  export " + " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(env.items()))
@@ -267,9 +288,6 @@ class LocalRun:
         )
         if self.options.env_file is not None:
             self.write_env_file(env, self.options.env_file)
-        stop = threading.Event()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, lambda *_: stop.set())
         while not stop.wait(1):
             pass
         self.console.say("\nStopping.")

@@ -16,11 +16,13 @@ infrastructure tests and `sqs-tasks local` both deploy through `deploy()`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import time
 import warnings
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -132,8 +134,9 @@ class PackageCache:
         if key is None or not saved.exists() or saved.read_text() != key:
             return False
         s3 = deployment.client("s3")
-        for item in sorted((self.folder / "objects").iterdir()):
-            s3.upload_file(str(item), self.bucket, item.name)
+        items = sorted((self.folder / "objects").iterdir())
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            list(pool.map(lambda item: s3.upload_file(str(item), self.bucket, item.name), items))
         old_endpoint = (self.folder / "endpoint").read_text()
         text = (self.folder / "packaged.yaml").read_text()
         packaged.write_text(text.replace(f"{old_endpoint}/", f"{deployment.endpoint_url}/"))
@@ -172,6 +175,34 @@ def translate(
         what="the SAM transform (aws-sam-translator)",
     )
     template: dict[str, Any] = json.loads(translated.read_text())
+    return template
+
+
+# Stands for the moto server's address in a kept SAM transform (a run has a port of its own).
+ENDPOINT_MARK = "<<moto-endpoint>>"
+# Parameters the transform never reads: the cache of its output does not depend on them.
+UNREAD_PARAMETERS = {"DjangoSecretKey"}
+
+
+def translate_cached(
+    packaged: Path,
+    parameters: Mapping[str, str],
+    workdir: Path,
+    tools: SamTools,
+    endpoint_url: str,
+) -> dict[str, Any]:
+    """translate(), its output kept for the same packaged template, parameters and tools."""
+    text = packaged.read_text().replace(endpoint_url, ENDPOINT_MARK)
+    read = {k: v for k, v in sorted(parameters.items()) if k not in UNREAD_PARAMETERS}
+    key = hashlib.sha256(f"{text}\0{json.dumps(read)}\0{tools.version()}".encode()).hexdigest()
+    kept = workdir / "translated-cache" / f"{key}.json"
+    if kept.exists():
+        cached: dict[str, Any] = json.loads(kept.read_text().replace(ENDPOINT_MARK, endpoint_url))
+        return cached
+    template = translate(packaged, parameters, workdir, tools)
+    shutil.rmtree(kept.parent, ignore_errors=True)
+    kept.parent.mkdir(parents=True)
+    kept.write_text(json.dumps(template).replace(endpoint_url, ENDPOINT_MARK))
     return template
 
 
@@ -230,7 +261,7 @@ def deploy(
         cache.save(deployment, packaged)
         say(f"sam package: code and nested templates in s3://{bucket} ({since(started)})")
     started = time.monotonic()
-    deployment.template = translate(packaged, parameters, workdir, tools)
+    deployment.template = translate_cached(packaged, parameters, workdir, tools, endpoint_url)
     say(f"SAM transform: {len(deployment.template['Resources'])} resources ({since(started)})")
     started = time.monotonic()
     cloudformation = deployment.client("cloudformation")
