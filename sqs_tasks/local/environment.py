@@ -39,7 +39,7 @@ def moto_server(log_path: Path) -> Iterator[MotoServer]:
     address in the Host header as an S3 bucket name, which `sam package` would trip over.
     """
     if importlib.util.find_spec("moto") is None:
-        raise DeployError("moto is not installed: pip install 'moto[server]' (in sqs-tasks[dev])")
+        raise DeployError("moto is not installed: pip install 'sqs-tasks[local]'")
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]

@@ -190,20 +190,21 @@ def translate_cached(
     workdir: Path,
     tools: SamTools,
     endpoint_url: str,
-) -> dict[str, Any]:
-    """translate(), its output kept for the same packaged template, parameters and tools."""
+) -> tuple[dict[str, Any], bool]:
+    """translate(), its output kept for the same packaged template, parameters and tools;
+    whether it was kept."""
     text = packaged.read_text().replace(endpoint_url, ENDPOINT_MARK)
     read = {k: v for k, v in sorted(parameters.items()) if k not in UNREAD_PARAMETERS}
     key = hashlib.sha256(f"{text}\0{json.dumps(read)}\0{tools.version()}".encode()).hexdigest()
     kept = workdir / "translated-cache" / f"{key}.json"
     if kept.exists():
         cached: dict[str, Any] = json.loads(kept.read_text().replace(ENDPOINT_MARK, endpoint_url))
-        return cached
+        return cached, True
     template = translate(packaged, parameters, workdir, tools)
     shutil.rmtree(kept.parent, ignore_errors=True)
     kept.parent.mkdir(parents=True)
     kept.write_text(json.dumps(template).replace(endpoint_url, ENDPOINT_MARK))
-    return template
+    return template, False
 
 
 def deploy(
@@ -261,8 +262,9 @@ def deploy(
         cache.save(deployment, packaged)
         say(f"sam package: code and nested templates in s3://{bucket} ({since(started)})")
     started = time.monotonic()
-    deployment.template = translate_cached(packaged, parameters, workdir, tools, endpoint_url)
-    say(f"SAM transform: {len(deployment.template['Resources'])} resources ({since(started)})")
+    deployment.template, kept = translate_cached(packaged, parameters, workdir, tools, endpoint_url)
+    how = "reused" if kept else f"{len(deployment.template['Resources'])} resources"
+    say(f"SAM transform: {how} ({since(started)})")
     started = time.monotonic()
     cloudformation = deployment.client("cloudformation")
     with warnings.catch_warnings(record=True) as caught:
