@@ -82,6 +82,21 @@ def moto_server(log_path: Path) -> Iterator[MotoServer]:
                 process.wait()
 
 
+# Modules every run imports, none of which needs Django's settings at import time.
+PREIMPORTED = ("boto3", "botocore.session", "django.db.models", "django.tasks", "django.test")
+
+
+def preimport() -> None:
+    """Import what the run will need, while it waits for the moto server."""
+    import importlib
+
+    for name in PREIMPORTED:
+        try:
+            importlib.import_module(name)
+        except Exception:  # The run imports it again, and says what is wrong then.
+            return
+
+
 def not_emulated(moto_log: Path) -> list[str]:
     """The resource types moto's CloudFormation said it skipped."""
     found = re.findall(r"No Moto CloudFormation support for (\S+)", moto_log.read_text())

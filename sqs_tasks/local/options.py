@@ -34,6 +34,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "elsewhere the run is a smoke check: one no-op task on each queue of TASKS",
     )
     parser.add_argument(
+        "--no-sam",
+        action="store_true",
+        help="no SAM stack: make the TASKS table and queues in moto directly and run the tasks "
+        "with an in-process worker (seconds to start; for daily work on tasks)",
+    )
+    parser.add_argument(
         "--env-file",
         type=Path,
         metavar="PATH",
@@ -105,6 +111,7 @@ class Options:
     parameters: dict[str, str]
     demo: bool
     env_file: Path | None
+    no_sam: bool
     tasks: int
     dead_letter: bool
     visibility_timeout: int | None
@@ -130,6 +137,7 @@ class Options:
             parameters=stack_parameters(args.parameter, demo=demo),
             demo=demo,
             env_file=args.env_file.resolve() if args.env_file else None,
+            no_sam=args.no_sam,
             tasks=args.tasks,
             dead_letter=args.dead_letter,
             visibility_timeout=args.visibility_timeout,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import signal
 import threading
 import time
@@ -28,6 +27,7 @@ from .environment import (
     make_schedule_group,
     moto_server,
     not_emulated,
+    preimport,
 )
 from .expectations import Tracker
 from .load import enqueue_load
@@ -35,6 +35,7 @@ from .mapping_config import deployed_mappings
 from .mix import enqueue_mix, send_forged
 from .options import VISIBILITY_MARGIN, Options
 from .report import failure_lines, mapping_lines, read_results, report_lines, unfinished
+from .serve import serve
 from .stack import Deployment, deploy
 from .tools import FAKE_CREDENTIALS, REGION, DeployError, SamTools
 from .workers import fire_schedules, queues_idle, start_mappings
@@ -43,21 +44,6 @@ STACK_NAME = "sqs-tasks-local"
 WORKDIR = Path(".aws-sam") / "local"
 
 EXIT_OK, EXIT_WRONG, EXIT_TIMEOUT, EXIT_SETUP = 0, 1, 2, 3
-
-
-# Modules every run imports, none of which needs Django's settings at import time.
-PREIMPORTED = ("boto3", "botocore.session", "django.db.models", "django.tasks", "django.test")
-
-
-def preimport() -> None:
-    """Import what the run will need, while it waits for the moto server."""
-    import importlib
-
-    for name in PREIMPORTED:
-        try:
-            importlib.import_module(name)
-        except Exception:  # The run imports it again, and says what is wrong then.
-            return
 
 
 def _exit_on_signal(signum: int, frame: Any) -> None:
@@ -72,6 +58,10 @@ def main(args: argparse.Namespace) -> int:
     except ValueError as e:
         console.say(f"sqs-tasks local: {e}")
         return EXIT_SETUP
+    if options.no_sam:
+        from .quick import main as quick
+
+        return quick(options.template.parent, options.keep_running, options.env_file)
     if not options.template.exists():
         console.say(
             f"sqs-tasks local: no SAM template at {options.template}: run `sqs-tasks init` in "
@@ -258,14 +248,6 @@ class LocalRun:
         print(f"sqs-tasks local: FAILED: {headline}", file=self.console.err)
         return status
 
-    def write_env_file(self, env: dict[str, str], path: Path) -> None:
-        """The environment as KEY=VALUE lines, written whole (a reader never sees half)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        scratch = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        scratch.write_text("".join(f"{k}={v}\n" for k, v in sorted(env.items())))
-        scratch.replace(path)
-        self.console.say(f"  (also written to {path})")
-
     def keep_running(self, deployment: Deployment) -> None:
         """Serve until Ctrl-C: the stack in moto, the emulated mappings running what comes."""
         env = {
@@ -274,20 +256,4 @@ class LocalRun:
             "AWS_DEFAULT_REGION": deployment.region,
             "AWS_ENDPOINT_URL": deployment.endpoint_url,
         }
-        # From now on Ctrl-C stops the wait below (whoever read the env file may send it).
-        stop = threading.Event()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, lambda *_: stop.set())
-        self.console.say("\nThe stack and the workers stay up until Ctrl-C. In another shell:")
-        self.console.say(
-            "  export " + " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(env.items()))
-        )
-        self.console.say(
-            "  then enqueue from your project: python manage.py shell (or runserver); the "
-            "workers here run the tasks with your code and settings."
-        )
-        if self.options.env_file is not None:
-            self.write_env_file(env, self.options.env_file)
-        while not stop.wait(1):
-            pass
-        self.console.say("\nStopping.")
+        serve(self.console, env, self.options.env_file)
