@@ -149,7 +149,8 @@ def local_running(
 ) -> Iterator[tuple[dict[str, str], Path]]:
     """`sqs-tasks local ARGS --keep-running --env-file` in project; its environment and log."""
     name = "local" + "".join(args)  # Each kind of run its own files: two may be up at once.
-    env_file = project / f"{name}.env"
+    # Hidden, as a .env is: the build's fingerprint skips it (it changes on every start).
+    env_file = project / f".{name}.env"
     env_file.unlink(missing_ok=True)
     log = project.parent / f"{name}.log"
     with log.open("w") as out:
