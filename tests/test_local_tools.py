@@ -77,3 +77,33 @@ def test_a_configured_venv_wins_and_must_be_complete(
     (configured / "bin" / "sam").unlink()
     with pytest.raises(ToolsMissing, match="is not a venv with aws-sam-cli"):
         SamTools.find(nowhere)
+
+
+@pytest.mark.parametrize("git", [False, True])
+def test_the_build_fingerprint_skips_what_changes_without_a_rebuild_due(
+    tmp_path: Path, git: bool
+) -> None:
+    import subprocess
+
+    from sqs_tasks.local.build import project_files
+
+    files = [
+        "manage.py",
+        "shop/tasks.py",
+        "requirements.txt",
+        ".env.local",
+        "db.sqlite3",
+        "shop/__pycache__/tasks.cpython-313.pyc",
+        "venv/pyvenv.cfg",
+        "venv/lib/site.py",
+        "node_modules/x.js",
+        ".aws-sam/local/run.log",
+    ]
+    for name in files:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(name)
+    if git:
+        (tmp_path / ".gitignore").write_text("venv/\nnode_modules/\n.aws-sam/\n__pycache__/\n")
+        subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    found = {str(p.relative_to(tmp_path)) for p in project_files(tmp_path)}
+    assert found - {".gitignore"} == {"manage.py", "shop/tasks.py", "requirements.txt"}

@@ -15,7 +15,7 @@ from .tools import REGION, Log, SamTools, locked, run_tool, since
 # Files in the build directory that say what it was built from.
 FINGERPRINT_FILE = ".sqs-tasks-fingerprint"
 SKIPPED_FOLDERS = {"__pycache__", "node_modules"}
-# Bytecode, and the local SQLite database of a fresh project, change without a rebuild due.
+# Bytecode, the SQLite database of a fresh project, logs: they change without a rebuild due.
 SKIPPED_SUFFIXES = (".pyc", ".sqlite3", ".sqlite3-journal", ".log")
 
 
@@ -31,7 +31,12 @@ def project_files(project: Path) -> list[Path]:
         names = sorted({n for n in listed.split("\0") if n})
     except (OSError, subprocess.SubprocessError):
         names = sorted(_walk(project))
-    return [project / n for n in names if (project / n).is_file()]
+    return [project / n for n in names if not _skipped(Path(n).name) and (project / n).is_file()]
+
+
+def _skipped(name: str) -> bool:
+    """Files that change without a rebuild due: bytecode, SQLite, logs, env files."""
+    return name.endswith(SKIPPED_SUFFIXES) or name.startswith(".env")
 
 
 def _walk(project: Path) -> Iterator[str]:
@@ -47,7 +52,7 @@ def _walk(project: Path) -> Iterator[str]:
             and not (here / d / "pyvenv.cfg").exists()
         ]
         for name in files:
-            if not name.startswith(".") and not name.endswith(SKIPPED_SUFFIXES):
+            if not name.startswith("."):
                 yield str((here / name).relative_to(project))
 
 
