@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import logging
-import os
-import threading
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from asgiref.sync import sync_to_async
-from botocore.exceptions import ClientError
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 from django.tasks import Task, TaskResult
@@ -18,23 +14,16 @@ from django.tasks.backends.base import BaseTaskBackend
 from django.tasks.exceptions import TaskResultDoesNotExist
 from django.tasks.signals import task_enqueued
 
+from .arguments import check_arguments
 from .aws.queue import QueueClient
 from .aws.retries import maybe_applied
 from .aws.schedule import Scheduler
-from .aws.store import ResultStore, check_id, conditional_failure
-from .conf import ENV_TABLE, parse_options
-from .exceptions import EnqueueError, PayloadTooLarge
-from .message import MAX_DELAY_SECONDS, Envelope, delay_seconds
-from .results import (
-    MAX_ITEM_BYTES,
-    Item,
-    aware_run_after,
-    item_size,
-    new_item,
-    ready_result,
-    task_error,
-    to_result,
-)
+from .aws.store import ResultStore, check_id
+from .conf import BackendOptions, parse_options
+from .exceptions import EnqueueError, ResourceNotFound
+from .message import Envelope
+from .producer import Producer
+from .results import aware_run_after, ready_result, to_result
 from .task import SQSTask
 
 if TYPE_CHECKING:
@@ -44,11 +33,6 @@ if TYPE_CHECKING:
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-logger = logging.getLogger("sqs_tasks.backend")
-
-# Keep room in the item for what a run adds (worker ids, errors, return value).
-ENQUEUE_HEADROOM_BYTES = 16 * 1024
 
 
 class SQSBackend(BaseTaskBackend):
@@ -62,66 +46,44 @@ class SQSBackend(BaseTaskBackend):
 
     def __init__(self, alias: str, params: dict[str, Any]) -> None:
         super().__init__(alias, params)
-        self.config = parse_options(alias, self.options)
-        self._clients: dict[str, Any] = {}
-        self._session: Any = None
-        self._lock = threading.Lock()
+        # A bad OPTIONS is a check error (manage.py check lists it) and raised at first use.
+        self._config_error: ImproperlyConfigured | None = None
+        try:
+            self._config: BackendOptions | None = parse_options(alias, self.options)
+        except ImproperlyConfigured as e:
+            self._config, self._config_error = None, e
+
+    @property
+    def config(self) -> BackendOptions:
+        """The parsed OPTIONS; raises ImproperlyConfigured if they are invalid."""
+        if self._config is None:
+            assert self._config_error is not None
+            raise self._config_error
+        return self._config
+
+    @cached_property
+    def producer(self) -> Producer:
+        """The clients, table, queues and enqueue steps of this alias."""
+        return Producer(self.alias, self.config)
 
     def client(self, service: str) -> Any:
         """The low-level client for service (what boto3.client makes), made once on first use."""
-        client = self._clients.get(service)
-        if client is None:
-            with self._lock:
-                client = self._clients.get(service)
-                if client is None:
-                    from .aws.session import new_session  # Deferred: settings import this module.
+        return self.producer.client(service)
 
-                    if self._session is None:
-                        # One session for every service parses botocore's data once (~40 ms
-                        # less per cold start), and botocore alone skips boto3's import
-                        # (~16 ms), which adds nothing to a low-level client.
-                        self._session = new_session()
-                    region = self.config.region_name
-                    if region is None and self._session.get_config_variable("region") is None:
-                        region = os.environ.get("AWS_REGION")  # botocore reads only the default
-                    client = self._session.create_client(
-                        service,
-                        region_name=region,
-                        endpoint_url=self.config.endpoint_url,
-                        config=self.config.client_config,
-                    )
-                    self._clients[service] = client
-        return client
-
-    @cached_property
+    @property
     def store(self) -> ResultStore:
         """The results table."""
-        if not self.config.table_name:
-            raise ImproperlyConfigured(
-                f"TASKS[{self.alias!r}] has no results table: set OPTIONS['TABLE_NAME'] "
-                f"or the {ENV_TABLE} environment variable."
-            )
-        return ResultStore(
-            lambda: self.client("dynamodb"), self.config.table_name, self.config.result_ttl
-        )
+        return self.producer.store
 
-    @cached_property
+    @property
     def queue(self) -> QueueClient:
         """The task queues."""
-        return QueueClient(
-            lambda: self.client("sqs"),
-            alias=self.alias,
-            queue_urls=self.config.queue_urls,
-            prefix=self.config.queue_name_prefix,
-        )
+        return self.producer.queue
 
-    @cached_property
+    @property
     def scheduler(self) -> Scheduler | None:
         """EventBridge Scheduler for waits over 15 minutes, when the stack provides it."""
-        group, role = self.config.schedule_group, self.config.scheduler_role_arn
-        if group is None or role is None:
-            return None
-        return Scheduler(lambda: self.client("scheduler"), group=group, role_arn=role)
+        return self.producer.scheduler
 
     def validate_task(self, task: Task[..., Any]) -> None:
         """Django's checks, plus the retry settings of an SQSTask."""
@@ -129,91 +91,43 @@ class SQSBackend(BaseTaskBackend):
         if isinstance(task, SQSTask):
             task.validate_retries()
 
-    def needs_schedule(self, run_after: datetime | None, now: datetime) -> bool:
-        """Whether the wait until run_after goes to EventBridge Scheduler, not an SQS delay."""
-        return (
-            run_after is not None
-            and self.scheduler is not None
-            and (run_after - now).total_seconds() > MAX_DELAY_SECONDS
-        )
-
     def dispatch(self, envelope: Envelope, run_after: datetime | None, now: datetime) -> None:
         """Make the message due at run_after: an SQS delay up to 15 minutes, else a schedule."""
-        if run_after is not None and self.needs_schedule(run_after, now):
-            assert self.scheduler is not None  # needs_schedule() checked it
-            queue_arn = self.queue.arn(envelope.queue_name)
-            self.scheduler.schedule(envelope.result_id, queue_arn, envelope.encode(), run_after)
-        else:
-            delay = delay_seconds(run_after, now)
-            self.queue.send(envelope.queue_name, envelope.encode(), delay=delay)
+        self.producer.dispatch(envelope, run_after, now)
 
     def enqueue(
         self, task: Task[P, R], args: list[Any], kwargs: dict[str, Any]
     ) -> TaskResult[P, R]:
         """Write the READY result, then send its message; undo truthfully if the send fails."""
         self.validate_task(task)
+        producer = self.producer
+        check_arguments(task.module_path, args, kwargs)  # Named, before Django's own check.
         task = aware_run_after(task)
         now = datetime.now(UTC)
         result = ready_result(task, args, kwargs, backend=self.alias, now=now)
-        item = self._new_item(result, now)
+        item = producer.new_item(result, now)
         envelope = Envelope.of(result)
-        self.queue.url(task.queue_name)  # Fail on an unmapped queue before writing anything.
+        producer.queue.url(task.queue_name)  # Fail on an unmapped queue before writing anything.
         try:
-            self._put(item)
+            producer.put(item)
         except Exception as e:
             if maybe_applied(e):  # A timed-out write may have landed: no READY orphan.
-                self.abandon(result, f"the result could not be stored: {e}")
+                producer.abandon(result, f"the result could not be stored: {e}")
             raise
         try:
-            self.dispatch(envelope, task.run_after, now)
+            producer.dispatch(envelope, task.run_after, now)
+        except ResourceNotFound as e:
+            # The queue is not there, so surely nothing was sent: take the item back too.
+            e.add_note(f"The result is {producer.discard(result, str(e))}.")
+            raise
         except Exception as e:
-            outcome = self.abandon(result, f"SQS message could not be sent: {e}")
+            outcome = producer.abandon(result, f"SQS message could not be sent: {e}")
             raise EnqueueError(
                 f"Task {task.module_path} result {result.id} was stored but its SQS message "
                 f"could not be sent ({e}); the result is {outcome}."
             ) from e
         task_enqueued.send(type(self), task_result=result)
         return result
-
-    def _new_item(self, result: TaskResult[..., Any], now: datetime) -> Item:
-        try:
-            item = new_item(result, ttl=self.config.result_ttl, now=now)
-        except ValueError as e:  # NaN and infinities pass normalize_json but are not JSON.
-            raise TypeError(f"Task arguments are not JSON serializable: {e}") from e
-        size = item_size(item)
-        if size > MAX_ITEM_BYTES - ENQUEUE_HEADROOM_BYTES:
-            raise PayloadTooLarge(
-                f"Task {result.task.module_path} arguments take {size:,} bytes once stored; "
-                f"the limit is {MAX_ITEM_BYTES - ENQUEUE_HEADROOM_BYTES:,} bytes (DynamoDB's "
-                f"{MAX_ITEM_BYTES:,}-byte item limit less room for the run). Pass a reference "
-                "(an S3 key, a primary key) instead."
-            )
-        return item
-
-    def _put(self, item: Item) -> None:
-        try:
-            self.store.put_new(item)
-        except ClientError as e:
-            # Ids are 128 random bits: a refused put is our own write retried by botocore.
-            if not conditional_failure(e):
-                raise
-
-    def abandon(self, result: TaskResult[..., Any], why: str) -> str:
-        """Mark a stored result nobody will run FAILED; returns what became of it, for errors."""
-        try:
-            marked = self.store.fail_abandoned(
-                result.id,
-                task_error(EnqueueError(why)),
-                queue_name=result.task.queue_name,
-                now=datetime.now(UTC),
-            )
-        except Exception as e:
-            logger.exception("Result %s could not be marked FAILED", result.id)
-            return f"not marked FAILED ({e}): it may stay READY with no message"
-        if marked:
-            return "marked FAILED"
-        # Never stored after all, or the message did go and a worker has the result.
-        return "not marked FAILED: no READY result (never stored, or its message went after all)"
 
     def get_result(self, result_id: str) -> TaskResult[..., Any]:
         """Read a result with a consistent read."""
@@ -226,7 +140,7 @@ class SQSBackend(BaseTaskBackend):
         """Read many results, in input order, with consistent reads of up to 100 a request."""
         from .bulk import get_results
 
-        return get_results(self, result_ids)
+        return get_results(self.store, result_ids)
 
     async def aget_results(self, result_ids: Iterable[str]) -> list[TaskResult[..., Any]]:
         """See get_results()."""
@@ -234,15 +148,18 @@ class SQSBackend(BaseTaskBackend):
 
     def check(self, **kwargs: Any) -> list[checks.CheckMessage]:
         """Configuration problems that would make every enqueue fail."""
-        from .checks import backend_errors
+        from .checks import backend_errors, options_error
 
-        return [*super().check(**kwargs), *backend_errors(self)]
+        if self._config is None:
+            assert self._config_error is not None
+            return [*super().check(**kwargs), options_error(self._config_error)]
+        return [*super().check(**kwargs), *backend_errors(self.alias, self.config, self.queues)]
 
     def enqueue_many(self, entries: Iterable[BulkEntry]) -> list[TaskResult[..., Any]]:
         """Enqueue (task, args, kwargs) entries in batches; results come back in input order."""
         from .bulk import enqueue_many  # Workers never bulk-enqueue: kept out of their boot.
 
-        return enqueue_many(self, entries)
+        return enqueue_many(self.producer, entries, self.validate_task, sender=type(self))
 
     async def aenqueue_many(self, entries: Iterable[BulkEntry]) -> list[TaskResult[..., Any]]:
         """See enqueue_many()."""

@@ -3,27 +3,27 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.tasks import Task, TaskResult
 from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
 from django.tasks.signals import task_enqueued
 
-from .aws.store import check_id
+from .arguments import check_arguments
+from .aws.store import ResultStore, check_id
 from .exceptions import BulkEnqueueError
 from .message import Envelope, delay_seconds
+from .producer import Producer
 from .results import Item, aware_run_after, ready_result, to_result
-
-if TYPE_CHECKING:
-    from .backend import SQSBackend
 
 logger = logging.getLogger("sqs_tasks.bulk")
 
 # Lazily evaluated: django.tasks.Task is generic only to type checkers.
 type BulkEntry = tuple[Task[..., Any], Sequence[Any], Mapping[str, Any]]
+type Validate = Callable[[Task[..., Any]], None]
 # How many failed entries an exception message spells out; the rest are in .failures.
 LISTED_FAILURES = 10
 
@@ -36,14 +36,19 @@ class _Prepared:
     envelope: Envelope
 
 
-def enqueue_many(backend: SQSBackend, entries: Iterable[BulkEntry]) -> list[TaskResult[..., Any]]:
-    """Enqueue (task, args, kwargs) entries in input order; raise BulkEnqueueError if any fail."""
+def enqueue_many(
+    producer: Producer, entries: Iterable[BulkEntry], validate_task: Validate, *, sender: type
+) -> list[TaskResult[..., Any]]:
+    """Enqueue (task, args, kwargs) entries in input order; raise BulkEnqueueError if any fail.
+
+    validate_task is the backend's; task_enqueued is sent by sender, as enqueue() sends it.
+    """
     now = datetime.now(UTC)
     # Everything is checked before the first write, so a bad entry leaves no trace.
-    prepared = [_prepare(backend, i, entry, now) for i, entry in enumerate(entries)]
+    prepared = [_prepare(producer, validate_task, i, entry, now) for i, entry in enumerate(entries)]
     failures: dict[int, str] = {}
     abandon: list[_Prepared] = []
-    unwritten = backend.store.put_many([p.item for p in prepared])
+    unwritten = producer.store.put_many([p.item for p in prepared])
     by_queue: dict[str, list[_Prepared]] = {}
     for p in prepared:
         missing = unwritten.get(p.result.id)
@@ -51,13 +56,13 @@ def enqueue_many(backend: SQSBackend, entries: Iterable[BulkEntry]) -> list[Task
             failures[p.index] = f"not stored: {missing.reason}"
             if missing.uncertain:
                 abandon.append(p)
-        elif backend.needs_schedule(p.result.task.run_after, now):
-            _dispatch_one(backend, p, failures, abandon)
+        elif producer.needs_schedule(p.result.task.run_after, now):
+            _dispatch_one(producer, p, failures, abandon)
         else:
             by_queue.setdefault(p.result.task.queue_name, []).append(p)
     for queue_name, group in by_queue.items():
         sent_at = datetime.now(UTC)  # Delays count from the send, so nothing arrives early.
-        unsent = backend.queue.send_many(
+        unsent = producer.queue.send_many(
             queue_name,
             [
                 (p.result.id, p.envelope.encode(), delay_seconds(p.result.task.run_after, sent_at))
@@ -69,16 +74,18 @@ def enqueue_many(backend: SQSBackend, entries: Iterable[BulkEntry]) -> list[Task
                 failures[p.index] = f"not sent: {unsent[p.result.id]}"
                 abandon.append(p)
     for p in abandon:
-        _abandon(backend, p, failures)
+        _abandon(producer, p, failures)
     for p in prepared:
         if p.index not in failures:
-            task_enqueued.send(type(backend), task_result=p.result)
+            task_enqueued.send(sender, task_result=p.result)
     if failures:
         raise _error(prepared, failures)
     return [p.result for p in prepared]
 
 
-def _prepare(backend: SQSBackend, index: int, entry: Any, now: datetime) -> _Prepared:
+def _prepare(
+    producer: Producer, validate_task: Validate, index: int, entry: Any, now: datetime
+) -> _Prepared:
     """Validate one entry as enqueue() does and build its item and envelope, writing nothing."""
     where = f"enqueue_many() entries[{index}]"
     if not isinstance(entry, tuple | list) or len(entry) != 3:
@@ -89,18 +96,19 @@ def _prepare(backend: SQSBackend, index: int, entry: Any, now: datetime) -> _Pre
             raise TypeError(f"expected a Task, got {type(task).__name__}")
         if not isinstance(args, list | tuple) or not isinstance(kwargs, Mapping):
             raise TypeError("args must be a list or tuple and kwargs a mapping")
-        if task.backend != backend.alias:
+        if task.backend != producer.alias:
             raise InvalidTask(
-                f"Task {task.module_path} uses backend {task.backend!r}, not {backend.alias!r}"
+                f"Task {task.module_path} uses backend {task.backend!r}, not {producer.alias!r}"
             )
-        backend.validate_task(task)
+        validate_task(task)
+        check_arguments(task.module_path, args, kwargs)
         task = aware_run_after(task)
         # As given, as enqueue() takes them: building the result normalises them.
         result: TaskResult[..., Any] = ready_result(
-            task, list(args), dict(kwargs), backend=backend.alias, now=now
+            task, list(args), dict(kwargs), backend=producer.alias, now=now
         )
-        item = backend._new_item(result, now)
-        backend.queue.url(task.queue_name)  # An unmapped queue fails here, before any write.
+        item = producer.new_item(result, now)
+        producer.queue.url(task.queue_name)  # An unmapped queue fails here, before any write.
     except Exception as e:
         e.add_note(f"{where}: nothing was enqueued")
         raise
@@ -108,19 +116,19 @@ def _prepare(backend: SQSBackend, index: int, entry: Any, now: datetime) -> _Pre
 
 
 def _dispatch_one(
-    backend: SQSBackend, p: _Prepared, failures: dict[int, str], abandon: list[_Prepared]
+    producer: Producer, p: _Prepared, failures: dict[int, str], abandon: list[_Prepared]
 ) -> None:
     try:
-        backend.dispatch(p.envelope, p.result.task.run_after, datetime.now(UTC))
+        producer.dispatch(p.envelope, p.result.task.run_after, datetime.now(UTC))
     except Exception as e:
         failures[p.index] = f"not scheduled: {e}"
         abandon.append(p)
 
 
-def _abandon(backend: SQSBackend, p: _Prepared, failures: dict[int, str]) -> None:
+def _abandon(producer: Producer, p: _Prepared, failures: dict[int, str]) -> None:
     """Mark a stored result nobody will run FAILED, as enqueue() does when its send fails."""
     why = f"enqueue_many() could not enqueue this task: {failures[p.index]}"
-    failures[p.index] += f" ({backend.abandon(p.result, why)})"
+    failures[p.index] += f" ({producer.abandon(p.result, why)})"
 
 
 def _error(prepared: list[_Prepared], failures: dict[int, str]) -> BulkEnqueueError:
@@ -140,13 +148,13 @@ def _error(prepared: list[_Prepared], failures: dict[int, str]) -> BulkEnqueueEr
     )
 
 
-def get_results(backend: SQSBackend, result_ids: Iterable[str]) -> list[TaskResult[..., Any]]:
+def get_results(store: ResultStore, result_ids: Iterable[str]) -> list[TaskResult[..., Any]]:
     """Read results in input order; raise TaskResultDoesNotExist naming those that are absent."""
     if isinstance(result_ids, str):
         raise TypeError("get_results() takes an iterable of result ids, not one id.")
     ids = list(result_ids)
     storable = [result_id for result_id in ids if check_id(result_id)]  # All checked first.
-    items = backend.store.get_many(storable)
+    items = store.get_many(storable)
     unique = list(dict.fromkeys(ids))
     missing = [result_id for result_id in unique if result_id not in items]
     if missing:

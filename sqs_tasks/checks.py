@@ -1,35 +1,52 @@
-"""The backend's system checks: configuration that would make every enqueue fail."""
+"""The backend's system checks: configuration that would make every enqueue fail.
+
+backend_errors() runs with every `manage.py check` (SQSBackend.check(), which Django's task
+checks call); missing_resources() only with `manage.py check --deploy` (see apps.py): it calls
+AWS.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Set
+from functools import partial
 
+from botocore.exceptions import BotoCoreError, ClientError
 from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
 
-from .conf import ENV_QUEUE_PREFIX, ENV_TABLE
+from .conf import ENV_QUEUE_PREFIX, ENV_TABLE, BackendOptions
+from .exceptions import ResourceNotFound
+from .producer import Producer
 
-if TYPE_CHECKING:
-    from .backend import SQSBackend
+
+def options_error(error: ImproperlyConfigured) -> checks.CheckMessage:
+    """OPTIONS that do not parse: an unknown key, a value of the wrong kind."""
+    return checks.Error(
+        str(error),
+        hint="See the OPTIONS reference of sqs-tasks; unknown keys are refused, not ignored.",
+        id="sqs_tasks.E004",
+    )
 
 
-def backend_errors(backend: SQSBackend) -> list[checks.CheckMessage]:
+def backend_errors(
+    alias: str, config: BackendOptions, queues: Set[str]
+) -> list[checks.CheckMessage]:
     """A missing table, unmapped queues, an empty QUEUES list."""
     errors: list[checks.CheckMessage] = []
-    if not backend.config.table_name:
+    if not config.table_name:
         errors.append(
             checks.Error(
-                f"Task backend {backend.alias!r} has no results table.",
+                f"Task backend {alias!r} has no results table.",
                 hint=f"Set OPTIONS['TABLE_NAME'] or the {ENV_TABLE} environment variable.",
                 id="sqs_tasks.E001",
             )
         )
-    if backend.config.queue_name_prefix is None:
-        missing = sorted(backend.queues - set(backend.config.queue_urls))
+    if config.queue_name_prefix is None:
+        missing = sorted(queues - set(config.queue_urls))
         if missing:
             errors.append(
                 checks.Error(
-                    f"Task backend {backend.alias!r} has no SQS queue for "
-                    f"{', '.join(map(repr, missing))}.",
+                    f"Task backend {alias!r} has no SQS queue for {', '.join(map(repr, missing))}.",
                     hint=(
                         "Map each of QUEUES in OPTIONS['QUEUE_URLS'], or set "
                         f"OPTIONS['QUEUE_NAME_PREFIX'] or {ENV_QUEUE_PREFIX}."
@@ -37,12 +54,36 @@ def backend_errors(backend: SQSBackend) -> list[checks.CheckMessage]:
                     id="sqs_tasks.E002",
                 )
             )
-    if not backend.queues:
+    if not queues:
         errors.append(
             checks.Error(
-                f"Task backend {backend.alias!r} has an empty QUEUES list.",
+                f"Task backend {alias!r} has an empty QUEUES list.",
                 hint="List the Django queue names this backend sends to.",
                 id="sqs_tasks.E003",
             )
         )
+    return errors
+
+
+def missing_resources(producer: Producer, queues: Iterable[str]) -> list[checks.CheckMessage]:
+    """Look up the table (GetItem) and each queue (GetQueueUrl); name what is missing."""
+    errors: list[checks.CheckMessage] = []
+    lookups: list[tuple[str, Callable[[], object]]] = [
+        (f"queue {name!r}", partial(producer.queue.verify, name)) for name in sorted(queues)
+    ]
+    if producer.config.table_name:
+        lookups.insert(0, ("results table", producer.store.verify))
+    for what, lookup in lookups:
+        try:
+            lookup()
+        except ResourceNotFound as e:
+            errors.append(checks.Error(str(e), id="sqs_tasks.E005"))
+        except (ClientError, BotoCoreError) as e:
+            errors.append(
+                checks.Error(
+                    f"Task backend {producer.alias!r} could not look up its {what}: {e}",
+                    hint="Check the AWS credentials, region and ENDPOINT_URL this process uses.",
+                    id="sqs_tasks.E006",
+                )
+            )
     return errors

@@ -13,6 +13,7 @@ from typing import Any
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.dateparse import parse_duration
 
 # Environment variables the SAM stack sets on the worker, so a Lambda needs no code.
 ENV_TABLE = "SQS_TASKS_TABLE"
@@ -74,20 +75,27 @@ def _str(alias: str, key: str, value: Any) -> str | None:
 def _duration(alias: str, key: str, value: Any, *, allow_none: bool) -> timedelta | None:
     if value is None and allow_none:
         return None
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
+    given = value
+    if isinstance(value, str):
+        # Seconds ("3600"), Django's "DD HH:MM:SS" (str(timedelta)'s form) or ISO 8601 ("P14D").
+        value = parse_duration(value.strip())
     if isinstance(value, bool) or not isinstance(value, int | float | timedelta):
-        raise _fail(alias, key, f"must be seconds or a timedelta, not {value!r}")
+        raise _fail(
+            alias,
+            key,
+            f"must be seconds, a timedelta or a duration string ('3600', '14 00:00:00', "
+            f"'P14D'), not {given!r}",
+        )
     if isinstance(value, float) and not math.isfinite(value):
-        raise _fail(alias, key, f"must be a finite number of seconds, not {value!r}")
+        raise _fail(alias, key, f"must be a finite number of seconds, not {given!r}")
     try:
         duration = value if isinstance(value, timedelta) else timedelta(seconds=value)
     except OverflowError:
         duration = timedelta.max
     if duration <= timedelta(0):
-        raise _fail(alias, key, f"must be positive, not {value!r}")
+        raise _fail(alias, key, f"must be positive, not {given!r}")
     if duration > MAX_DURATION:
-        raise _fail(alias, key, f"must be at most {MAX_DURATION.days:,} days, not {value!r}")
+        raise _fail(alias, key, f"must be at most {MAX_DURATION.days:,} days, not {given!r}")
     return duration
 
 

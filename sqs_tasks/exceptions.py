@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.tasks.exceptions import InvalidTask, TaskException
+
+from .conf import ENV_QUEUE_PREFIX, ENV_QUEUE_URLS, ENV_TABLE
 
 if TYPE_CHECKING:
     from django.tasks import TaskResult
@@ -41,3 +44,33 @@ class BulkEnqueueError(EnqueueError):
         self.results = results
         # Entry index -> why it failed; its result, if it was stored, is marked FAILED.
         self.failures = failures
+
+
+class ResourceNotFound(ImproperlyConfigured):
+    """The results table or a task queue does not exist where the settings point."""
+
+
+def missing_table(table_name: str, region: str | None) -> ResourceNotFound:
+    """The error for a results table that is not there, saying which settings name it."""
+    return ResourceNotFound(
+        f"DynamoDB table {table_name!r} does not exist in {region or 'the configured region'}: "
+        f"set OPTIONS['TABLE_NAME'] or {ENV_TABLE} to the stack's ResultsTableName output "
+        "(and the region to the stack's), or deploy the stack."
+    )
+
+
+def missing_queue(
+    sqs_queue: str, queue_name: str, region: str | None, *, configured_url: bool
+) -> ResourceNotFound:
+    """The error for a task queue that is not there, saying which settings name it."""
+    fix = (
+        f"fix OPTIONS['QUEUE_URLS'][{queue_name!r}] or {ENV_QUEUE_URLS} (the stack's QueueUrls "
+        "output)"
+        if configured_url
+        else f"set OPTIONS['QUEUE_NAME_PREFIX'] or {ENV_QUEUE_PREFIX} to the stack's QueuePrefix "
+        f"output, and list {queue_name!r} in the stack's QueueNames"
+    )
+    return ResourceNotFound(
+        f"SQS queue {sqs_queue!r} (Django queue {queue_name!r}) does not exist in "
+        f"{region or 'the configured region'}: {fix}."
+    )

@@ -20,7 +20,7 @@ def _backend(options: dict[str, object], queues: list[str] | None = None) -> SQS
 
 def test_unknown_option_names_the_key_and_alias() -> None:
     with pytest.raises(ImproperlyConfigured, match=r"TASKS\['jobs'\].*unknown option 'TABLE'"):
-        _backend({"TABLE": "results"})
+        _ = _backend({"TABLE": "results"}).config
 
 
 @pytest.mark.parametrize(
@@ -30,7 +30,9 @@ def test_unknown_option_names_the_key_and_alias() -> None:
         ({"QUEUE_URLS": {"default": "sqs://x"}}, r"\['QUEUE_URLS'\] must map"),
         ({"QUEUE_URLS": "{not json"}, r"\['QUEUE_URLS'\] is not a JSON object"),
         ({"RESULT_TTL": -5}, r"\['RESULT_TTL'\] must be positive"),
-        ({"RESULT_TTL": "a week"}, r"\['RESULT_TTL'\] must be seconds or a timedelta"),
+        ({"RESULT_TTL": "a week"}, r"\['RESULT_TTL'\] must be seconds, a timedelta or a dur"),
+        ({"LEASE": "-00:05:00"}, r"\['LEASE'\] must be positive, not '-00:05:00'"),
+        ({"LEASE": "P99999D"}, r"\['LEASE'\] must be at most 3,650 days"),
         ({"CLIENT_CONFIG": {"retries_mode": "x"}}, r"\['CLIENT_CONFIG'\] is not valid"),
         ({"QUEUE_NAME_PREFIX": 7}, r"\['QUEUE_NAME_PREFIX'\] must be a string"),
         ({"LEASE": float("nan")}, r"\['LEASE'\] must be a finite number of seconds"),
@@ -42,7 +44,7 @@ def test_unknown_option_names_the_key_and_alias() -> None:
 )
 def test_invalid_option_values_are_named(options: dict[str, object], message: str) -> None:
     with pytest.raises(ImproperlyConfigured, match=r"TASKS\['jobs'\]\['OPTIONS'\]" + message):
-        _backend(options)
+        _ = _backend(options).config
 
 
 def test_environment_configures_a_lambda_without_code(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -69,6 +71,34 @@ def test_client_config_keeps_standard_retries_unless_overridden() -> None:
     assert default.retries == {"mode": "standard", "max_attempts": 5}
     assert custom.retries == {"mode": "adaptive"}
     assert custom.connect_timeout == 5
+
+
+@pytest.mark.parametrize(
+    ("given", "parsed"),
+    [
+        ("3600", timedelta(hours=1)),
+        (" 90 ", timedelta(seconds=90)),
+        ("1.5", timedelta(seconds=1.5)),
+        ("14 00:00:00", timedelta(days=14)),
+        ("00:15:00", timedelta(minutes=15)),
+        ("P14D", timedelta(days=14)),
+        ("PT15M", timedelta(minutes=15)),
+        (3600, timedelta(hours=1)),
+        (timedelta(days=2), timedelta(days=2)),
+    ],
+)
+def test_durations_take_seconds_timedeltas_and_duration_strings(
+    given: object, parsed: timedelta
+) -> None:
+    config = _backend({"RESULT_TTL": given, "LEASE": given}).config
+
+    assert (config.result_ttl, config.lease) == (parsed, parsed)
+
+
+def test_the_environment_takes_a_duration_string(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SQS_TASKS_RESULT_TTL", "P7D")
+
+    assert _backend({}).config.result_ttl == timedelta(days=7)
 
 
 def test_result_ttl_none_keeps_results_forever() -> None:

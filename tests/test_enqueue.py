@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from botocore.exceptions import EndpointConnectionError, ReadTimeoutError
+from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 from django.tasks import TaskResultStatus, default_task_backend
 from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
 from django.test import override_settings
@@ -127,9 +127,18 @@ def test_queue_prefix_is_resolved_once(stack: Stack) -> None:
         assert _backend().queue.url("default") == urls["default"]
 
 
-def test_failed_send_marks_the_result_failed(stack: Stack) -> None:
-    sqs = _backend().client("sqs")
-    sqs.delete_queue(QueueUrl=_backend().queue.url("emails"))
+def _refuse_sends(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQS refuses every send, as it does when the queue's KMS key may not be used."""
+
+    def refused(*args: Any, **kwargs: Any) -> None:
+        error = {"Error": {"Code": "KmsAccessDenied", "Message": "no kms:GenerateDataKey"}}
+        raise ClientError(error, "SendMessage")
+
+    monkeypatch.setattr(_backend().client("sqs"), "send_message", refused)
+
+
+def test_failed_send_marks_the_result_failed(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    _refuse_sends(monkeypatch)
 
     with pytest.raises(EnqueueError, match="is marked FAILED"):
         tasks.send_email.enqueue("lost@example.com")
@@ -165,7 +174,7 @@ def test_a_send_that_went_after_all_is_not_called_failed(
 def test_a_result_that_cannot_be_marked_failed_says_so(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _backend().client("sqs").delete_queue(QueueUrl=_backend().queue.url("emails"))
+    _refuse_sends(monkeypatch)
     store = _backend().store
 
     def unreachable(*args: Any, **kwargs: Any) -> bool:

@@ -225,7 +225,7 @@ def test_a_lambda_container_makes_its_dynamodb_client_during_init() -> None:
     code = (
         "import lambda_handler.handler\n"
         "from django.tasks import task_backends\n"
-        "print(sorted(task_backends['default']._clients))\n"
+        "print(sorted(task_backends['default'].producer._clients))\n"
     )
     env = {
         **os.environ,

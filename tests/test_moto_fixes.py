@@ -10,7 +10,14 @@ import pytest
 from moto import mock_aws
 from moto.sqs.models import Queue, SQSBackend
 
-from sqs_tasks.testing.moto_fixes import _QUEUE_COUNTS, _uncounted_send, faithful_moto
+from sqs_tasks.testing.moto_fixes import (
+    _DYNAMODB_WRITES,
+    _QUEUE_COUNTS,
+    MotoChanged,
+    _uncounted_send,
+    faithful_moto,
+    planned_patches,
+)
 
 
 def _originals() -> dict[str, Any]:
@@ -87,3 +94,28 @@ def test_moto_is_itself_again_on_exit() -> None:
     with faithful_moto():
         assert _originals() != before
     assert _originals() == before
+
+
+def test_every_fix_applies_to_the_installed_moto() -> None:
+    patched = {(owner.__name__, name) for owner, name, _ in planned_patches()}
+
+    assert patched == {
+        *(("DynamoDBBackend", name) for name in _DYNAMODB_WRITES),
+        ("SQSBackend", "is_message_valid_based_on_retention_period"),
+        ("SQSBackend", "send_message"),
+        *(("Queue", name) for name in _QUEUE_COUNTS),
+    }
+
+
+def test_a_moto_internal_that_is_gone_fails_loudly(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delattr(SQSBackend, "is_message_valid_based_on_retention_period")
+
+    with pytest.raises(MotoChanged, match=r"SQSBackend\.is_message_valid_based_on_retention"):
+        planned_patches()
+
+
+def test_a_moto_internal_of_another_shape_fails_loudly(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Queue, "approximate_number_of_messages", 0)
+
+    with pytest.raises(MotoChanged, match=r"Queue\.approximate_number_of_messages is not the prop"):
+        planned_patches()

@@ -17,8 +17,11 @@ from botocore.regions import EndpointResolver
 
 from sqs_tasks.aws import session as session_module
 from sqs_tasks.aws.session import (
+    ENV_FAST_LOADER,
     SERVICES,
     TRIMMED_SERVICES,
+    ServicesLoader,
+    loader_mismatches,
     new_session,
     trimmed_endpoints,
     write_endpoints,
@@ -207,3 +210,30 @@ def test_trimmed_endpoints_of_another_botocore_or_over_the_users_own_are_not_rea
     (user_data / "endpoints.json").write_text('{"partitions": [], "version": 3}')
     assert _loader().trimmed is None
     assert _loader().load_data("endpoints") == {"partitions": [], "version": 3}
+
+
+def test_the_installed_botocore_has_every_loader_method_the_session_overrides() -> None:
+    assert loader_mismatches() == []
+
+
+def test_a_changed_botocore_loader_falls_back_to_botocore_own(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    original = botocore.loaders.Loader.load_data_with_path
+
+    def changed(self: Any, name: str, variant: str | None = None) -> Any:
+        return original(self, name)
+
+    monkeypatch.setattr(botocore.loaders.Loader, "load_data_with_path", changed)
+
+    session = new_session()
+
+    assert not isinstance(session.get_component("data_loader"), ServicesLoader)
+    assert "load_data_with_path" in caplog.text
+    assert session.create_client("sqs", region_name="us-east-1").meta.service_model
+
+
+def test_the_fast_loader_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ENV_FAST_LOADER, "0")
+
+    assert not isinstance(new_session().get_component("data_loader"), ServicesLoader)

@@ -10,7 +10,19 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from django.core.exceptions import ImproperlyConfigured
 
+from ..exceptions import missing_queue
 from . import retries
+
+# What SQS answers for a queue that does not exist, in its JSON and query protocols.
+NO_QUEUE_CODES = frozenset({"QueueDoesNotExist", "AWS.SimpleQueueService.NonExistentQueue"})
+
+
+def no_queue(error: Exception) -> bool:
+    """Whether error says the queue does not exist."""
+    return (
+        isinstance(error, ClientError)
+        and error.response.get("Error", {}).get("Code") in NO_QUEUE_CODES
+    )
 
 
 def queue_arn(queue_url: str, region: str, partition: str | None = None) -> str:
@@ -47,6 +59,7 @@ class QueueClient:
         self._client = client
         self._alias = alias
         self._urls = dict(queue_urls)
+        self._configured = frozenset(queue_urls)
         self._prefix = prefix
         self._lock = threading.Lock()
 
@@ -62,9 +75,38 @@ class QueueClient:
             )
         with self._lock:
             if queue_name not in self._urls:
-                response = self._client().get_queue_url(QueueName=self._prefix + queue_name)
+                client = self._client()
+                try:
+                    response = client.get_queue_url(QueueName=self._prefix + queue_name)
+                except ClientError as e:
+                    if no_queue(e):
+                        raise missing_queue(
+                            self._prefix + queue_name,
+                            queue_name,
+                            client.meta.region_name,
+                            configured_url=False,
+                        ) from e
+                    raise
                 self._urls[queue_name] = response["QueueUrl"]
             return self._urls[queue_name]
+
+    def verify(self, queue_name: str) -> str:
+        """The queue's URL, once SQS confirms the queue exists (else ResourceNotFound)."""
+        url = self.url(queue_name)  # GetQueueUrl when found through the prefix.
+        if queue_name in self._configured:
+            # GetQueueUrl again, which the stack's producer policy allows (GetQueueAttributes
+            # it does not).
+            account, name = url.rstrip("/").split("/")[-2:]
+            client = self._client()
+            try:
+                client.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)
+            except ClientError as e:
+                if no_queue(e):
+                    raise missing_queue(
+                        url, queue_name, client.meta.region_name, configured_url=True
+                    ) from e
+                raise
+        return url
 
     def arn(self, queue_name: str) -> str:
         """The queue's ARN (a schedule targets queues by ARN), worked out from its URL."""
@@ -76,7 +118,18 @@ class QueueClient:
         kwargs: dict[str, Any] = {"QueueUrl": self.url(queue_name), "MessageBody": body}
         if delay:
             kwargs["DelaySeconds"] = delay
-        response = self._client().send_message(**kwargs)
+        client = self._client()
+        try:
+            response = client.send_message(**kwargs)
+        except ClientError as e:
+            if no_queue(e):
+                raise missing_queue(
+                    kwargs["QueueUrl"],
+                    queue_name,
+                    client.meta.region_name,
+                    configured_url=queue_name in self._configured,
+                ) from e
+            raise
         message_id: str = response["MessageId"]
         return message_id
 

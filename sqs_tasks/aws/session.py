@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import inspect
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -25,6 +27,11 @@ TRIMMED_SERVICES = SERVICES + CREDENTIAL_SERVICES
 
 # Where the Lambda build writes botocore's endpoints trimmed to TRIMMED_SERVICES.
 TRIMMED_DIR = Path(__file__).with_name("_botocore_data")
+
+# Set to "0" to use botocore's own data loader (and its whole endpoints file) instead.
+ENV_FAST_LOADER = "SQS_TASKS_FAST_BOTOCORE_LOADER"
+
+logger = logging.getLogger("sqs_tasks.session")
 
 # The suffixes botocore's data files come in, in the order botocore tries them.
 _OPENERS: tuple[tuple[str, Callable[..., Any]], ...] = ((".json", open), (".json.gz", gzip.open))
@@ -128,9 +135,48 @@ def _own_endpoints(search_paths: list[str]) -> bool:
     )
 
 
+# The botocore Loader methods ServicesLoader overrides, with the parameters it relies on.
+OVERRIDDEN = {
+    "load_service_model": ("self", "service_name", "type_name", "api_version"),
+    "list_available_services": ("self", "type_name"),
+    "load_data_with_path": ("self", "name"),
+    "is_builtin_path": ("self", "path"),
+    "list_api_versions": ("self", "service_name", "type_name"),
+}
+
+
+def loader_mismatches() -> list[str]:
+    """The overridden botocore Loader methods whose signature is not what ServicesLoader expects."""
+    found = []
+    for name, expected in OVERRIDDEN.items():
+        method = getattr(Loader, name, None)
+        if method is None:
+            found.append(f"botocore.loaders.Loader.{name} is gone")
+            continue
+        # botocore's @instance_cache wraps without functools.wraps: read the function it holds.
+        wrapped = inspect.getclosurevars(method).nonlocals.get("func", method)
+        parameters = tuple(inspect.signature(wrapped).parameters)
+        if parameters != expected:
+            found.append(f"botocore.loaders.Loader.{name}{parameters} is not {expected}")
+    return found
+
+
 def new_session() -> botocore.session.Session:
     """A botocore session whose clients for SERVICES start faster; AWS_DATA_PATH still counts."""
     session = botocore.session.get_session()
+    if os.environ.get(ENV_FAST_LOADER, "1") == "0":
+        return session
+    mismatches = loader_mismatches()
+    if mismatches:
+        # Clients still work with botocore's own loader, only a little slower to make.
+        logger.warning(
+            "botocore %s changed what sqs_tasks' data loader overrides (%s): using botocore's "
+            "own loader; upgrade sqs-tasks or set %s=0 to silence this.",
+            botocore.__version__,
+            "; ".join(mismatches),
+            ENV_FAST_LOADER,
+        )
+        return session
     search_paths = list(create_loader(session.get_config_variable("data_path")).search_paths)
     trimmed: Path | None = trimmed_endpoints()
     if not (trimmed and trimmed.is_file()) or _own_endpoints(search_paths):

@@ -3,7 +3,8 @@ one conditional request."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -12,6 +13,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from django.tasks import TaskResultStatus
 from django.tasks.base import TaskError
 
+from ..exceptions import missing_table
 from ..results import (
     FAILURE_SHARDS,
     Item,
@@ -84,6 +86,14 @@ def conditional_failure(error: ClientError) -> bool:
     return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
+def no_table(error: Exception) -> bool:
+    """Whether error says the table does not exist (what a wrong name or region gets)."""
+    return (
+        isinstance(error, ClientError)
+        and error.response.get("Error", {}).get("Code") == "ResourceNotFoundException"
+    )
+
+
 class ResultStore:
     """Result items in one table, through a lazily made client."""
 
@@ -92,11 +102,33 @@ class ResultStore:
         self.table_name = table_name
         self.ttl = ttl
 
+    @contextmanager
+    def named(self) -> Iterator[None]:
+        """Turn a missing table into ResourceNotFound naming it and the settings to fix."""
+        try:
+            yield
+        except ClientError as e:
+            if no_table(e):
+                raise missing_table(self.table_name, self._client().meta.region_name) from e
+            raise
+
+    def verify(self) -> None:
+        """Look the table up; ResourceNotFound names it if it is missing."""
+        # A GetItem of a key no result has: the stack's producer and worker policies allow
+        # it, where DescribeTable would need a permission of its own.
+        with self.named():
+            self._client().get_item(
+                TableName=self.table_name,
+                Key={"id": {"S": "sqs-tasks-check"}},
+                ProjectionExpression="id",
+            )
+
     def get(self, result_id: str) -> Item | None:
         """Read an item with a consistent read, so a refresh never goes back in time."""
-        response = self._client().get_item(
-            TableName=self.table_name, Key={"id": {"S": result_id}}, ConsistentRead=True
-        )
+        with self.named():
+            response = self._client().get_item(
+                TableName=self.table_name, Key={"id": {"S": result_id}}, ConsistentRead=True
+            )
         item: Item | None = response.get("Item")
         return item
 
@@ -109,9 +141,10 @@ class ResultStore:
             for attempt in range(retries.BATCH_ATTEMPTS):
                 if attempt:
                     retries.pause(attempt)
-                response = self._client().batch_get_item(
-                    RequestItems={self.table_name: {"Keys": keys, "ConsistentRead": True}}
-                )
+                with self.named():
+                    response = self._client().batch_get_item(
+                        RequestItems={self.table_name: {"Keys": keys, "ConsistentRead": True}}
+                    )
                 got = response.get("Responses", {}).get(self.table_name, [])
                 found.update((item["id"]["S"], item) for item in got)
                 # Throttled, or past 16 MB: DynamoDB hands back the keys it did not read.
@@ -139,6 +172,8 @@ class ResultStore:
                         RequestItems={self.table_name: pending}
                     )
                 except (ClientError, BotoCoreError) as e:
+                    if start == 0 and no_table(e):  # Nothing written: say so, and why.
+                        raise missing_table(self.table_name, self._client().meta.region_name) from e
                     why = Unwritten(f"BatchWriteItem failed: {e}", retries.maybe_applied(e))
                     unwritten.update((r["PutRequest"]["Item"]["id"]["S"], why) for r in pending)
                     break
@@ -153,7 +188,26 @@ class ResultStore:
 
     def put_new(self, item: Item) -> None:
         """Write a fresh READY item; an id collision is an error, never an overwrite."""
-        self._client().put_item(TableName=self.table_name, Item=item, ConditionExpression=COND_NEW)
+        with self.named():
+            self._client().put_item(
+                TableName=self.table_name, Item=item, ConditionExpression=COND_NEW
+            )
+
+    def discard_unsent(self, result_id: str) -> bool:
+        """Delete a READY item whose message was never sent; False if it is not READY."""
+        try:
+            self._client().delete_item(
+                TableName=self.table_name,
+                Key={"id": {"S": result_id}},
+                ConditionExpression="#status = :ready",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={":ready": {"S": READY}},
+            )
+        except ClientError as e:
+            if conditional_failure(e):
+                return False
+            raise
+        return True
 
     def claim(self, result_id: str, worker_id: str, now: datetime, lease_until: datetime) -> Claim:
         """Take a due result for one attempt; returns the new item or the one that refused."""

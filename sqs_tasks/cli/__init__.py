@@ -7,7 +7,6 @@ import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from ..ops.tables import describe, format_table
 
@@ -24,10 +23,11 @@ def _setup_django(settings_module: str) -> None:
 def demo(args: argparse.Namespace) -> int:
     """Enqueue the example tasks on moto, run them through the Lambda handler, print results."""
     _setup_django(args.settings)
-    from django.tasks import default_task_backend
+    from django.tasks import task_backends
 
     from example import tasks
 
+    from ..backend import SQSBackend
     from ..testing import aws_stack, drain
 
     with aws_stack() as stack:
@@ -44,7 +44,8 @@ def demo(args: argparse.Namespace) -> int:
         print(f"Enqueued {len(expected)} tasks; draining the queues through lambda_handler...")
         processed = drain()
         print(f"Processed {processed} messages.\n")
-        backend: Any = default_task_backend
+        backend = task_backends["default"]
+        assert isinstance(backend, SQSBackend)
         results = backend.get_results(list(expected))
         children = backend.get_results(
             [

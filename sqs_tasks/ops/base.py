@@ -7,31 +7,44 @@ so each piece can be called from a shell or a script as well.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from boto3.dynamodb.types import TypeDeserializer
 from django.tasks.exceptions import InvalidTaskBackend
 
 from ..results import Item
+
+if TYPE_CHECKING:
+    from ..backend import SQSBackend
+
+_deserializer = TypeDeserializer()
+
+
+def plain(item: Item) -> dict[str, Any]:
+    """A result item as Python values (numbers as Decimal), for reading, not for writing back."""
+    return {name: _deserializer.deserialize(value) for name, value in item.items()}
 
 
 class OperationError(Exception):
     """An operation that cannot be done; the message says why, for the operator."""
 
 
-def sqs_backend(alias: str) -> Any:
+def sqs_backend(alias: str) -> SQSBackend:
     """The SQSBackend of alias, or OperationError."""
     from django.tasks import task_backends
+
+    from ..backend import SQSBackend
 
     try:
         backend = task_backends[alias]
     except InvalidTaskBackend as e:
         raise OperationError(f"Unknown task backend {alias!r}: {e}") from e
-    if not hasattr(backend, "store") or not hasattr(backend, "queue"):
+    if not isinstance(backend, SQSBackend):
         raise OperationError(f"Task backend {alias!r} is not an sqs_tasks.SQSBackend.")
     return backend
 
 
-def check_queue(backend: Any, queue_name: str) -> None:
+def check_queue(backend: SQSBackend, queue_name: str) -> None:
     """Refuse a queue name the backend does not have."""
     if queue_name not in backend.queues:
         raise OperationError(
@@ -40,7 +53,7 @@ def check_queue(backend: Any, queue_name: str) -> None:
         )
 
 
-def load_item(backend: Any, result_id: str) -> Item:
+def load_item(backend: SQSBackend, result_id: str) -> Item:
     """The result item of result_id (a consistent read), or OperationError."""
     item: Item | None = backend.store.get(result_id)
     if item is None:

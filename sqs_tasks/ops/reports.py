@@ -3,74 +3,72 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..aws.store import SUCCESSFUL
 from ..results import Item
+from .base import plain
 from .tables import format_table
+
+if TYPE_CHECKING:
+    from ..backend import SQSBackend
 
 # A last traceback line longer than this is cut in the failures table.
 ERROR_WIDTH = 80
 
 
-def _text(item: Item, name: str, default: str = "-") -> str:
-    value = item.get(name)
-    if value is None:
-        return default
-    ((_, inner),) = value.items()
-    return str(inner)
-
-
 def last_error_line(item: Item) -> str:
     """The last line of the last traceback: usually `module.Error: message`."""
-    errors = item.get("errors", {}).get("L", [])
+    errors = plain(item).get("errors", [])
     if not errors:
         return ""
-    last: dict[str, Any] = errors[-1]["M"]
-    lines: list[str] = last["traceback"]["S"].strip().splitlines()
-    return lines[-1] if lines else str(last["exception_class_path"]["S"])
+    last: dict[str, Any] = errors[-1]
+    lines: list[str] = last["traceback"].strip().splitlines()
+    return lines[-1] if lines else str(last["exception_class_path"])
 
 
 def describe_item(item: Item) -> str:
     """A result, for people: what ran where, when, by whom, and how it ended."""
-    status = item["status"]["S"]
-    workers = [w["S"] for w in item.get("worker_ids", {}).get("L", [])]
+    result = plain(item)
+
+    def text(name: str, default: str = "-") -> str:
+        value = result.get(name)
+        return default if value is None else str(value)
+
     rows = [
-        ("Result", item["id"]["S"]),
-        ("Status", status),
-        ("Task", item["task_path"]["S"]),
-        ("Queue", item["queue_name"]["S"]),
-        ("Priority", item["priority"]["N"]),
-        ("Backend", item["backend"]["S"]),
-        ("Args", _text(item, "args")),
-        ("Kwargs", _text(item, "kwargs")),
-        ("Attempts", item["attempts"]["N"]),
-        ("Worker ids", ", ".join(workers) or "-"),
-        ("Enqueued", _text(item, "enqueued_at")),
-        ("Run after", _text(item, "run_after")),
-        ("Started", _text(item, "started_at")),
-        ("Last attempt", _text(item, "last_attempted_at")),
-        ("Finished", _text(item, "finished_at")),
+        ("Result", text("id")),
+        ("Status", text("status")),
+        ("Task", text("task_path")),
+        ("Queue", text("queue_name")),
+        ("Priority", text("priority")),
+        ("Backend", text("backend")),
+        ("Args", text("args")),
+        ("Kwargs", text("kwargs")),
+        ("Attempts", text("attempts")),
+        ("Worker ids", ", ".join(result.get("worker_ids", [])) or "-"),
+        ("Enqueued", text("enqueued_at")),
+        ("Run after", text("run_after")),
+        ("Started", text("started_at")),
+        ("Last attempt", text("last_attempted_at")),
+        ("Finished", text("finished_at")),
     ]
-    if "lease_until" in item:
-        rows.append(("Lease until", _text(item, "lease_until")))
-    if status == SUCCESSFUL:
-        rows.append(("Return value", _text(item, "return_value", "null")))
-    errors = item.get("errors", {}).get("L", [])
+    if "lease_until" in result:
+        rows.append(("Lease until", text("lease_until")))
+    if result["status"] == SUCCESSFUL:
+        rows.append(("Return value", text("return_value", "null")))
+    errors = result.get("errors", [])
     rows.append(("Errors", str(len(errors))))
     width = max(len(label) for label, _ in rows)
     lines = [f"{label.ljust(width)}  {value}" for label, value in rows]
     if errors:
-        last = errors[-1]["M"]
+        last = errors[-1]
         lines.append("")
-        lines.append(
-            f"Last error ({len(errors)} of {len(errors)}): {last['exception_class_path']['S']}"
-        )
-        lines.extend(f"    {line}" for line in last["traceback"]["S"].rstrip().splitlines())
+        lines.append(f"Last error ({len(errors)} of {len(errors)}): {last['exception_class_path']}")
+        lines.extend(f"    {line}" for line in last["traceback"].rstrip().splitlines())
     return "\n".join(lines)
 
 
-def failures_report(backend: Any, queue_names: Sequence[str], limit: int) -> str:
+def failures_report(backend: SQSBackend, queue_names: Sequence[str], limit: int) -> str:
     """The newest failures of each queue, from the sparse failures index (no scan)."""
     sections = []
     for queue_name in queue_names:
@@ -83,12 +81,13 @@ def failures_report(backend: Any, queue_names: Sequence[str], limit: int) -> str
             error = last_error_line(item)
             if len(error) > ERROR_WIDTH:
                 error = error[: ERROR_WIDTH - 3] + "..."
+            result = plain(item)
             rows.append(
                 [
-                    item["finished_at"]["S"],
-                    item["id"]["S"],
-                    item["task_path"]["S"],
-                    item["attempts"]["N"],
+                    result["finished_at"],
+                    result["id"],
+                    result["task_path"],
+                    result["attempts"],
                     error,
                 ]
             )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from django.core.exceptions import ImproperlyConfigured
@@ -15,7 +15,10 @@ from django.tasks.exceptions import InvalidTask
 from ..aws.store import FAILED
 from ..exceptions import InvalidTaskPath
 from ..results import Item, load_task
-from .base import OperationError, check_queue, load_item
+from .base import OperationError, check_queue, load_item, plain
+
+if TYPE_CHECKING:
+    from ..backend import SQSBackend
 
 # Named for the operator commands as a whole, so a log configuration needs one name for them.
 logger = logging.getLogger("sqs_tasks.ops")
@@ -24,24 +27,25 @@ logger = logging.getLogger("sqs_tasks.ops")
 REDRIVE_VISIBILITY = 60
 
 
-def retry(backend: Any, result_id: str) -> tuple[Item, TaskResult[..., Any]]:
+def retry(backend: SQSBackend, result_id: str) -> tuple[Item, TaskResult[..., Any]]:
     """Enqueue a FAILED result's task again as a new result: same args, queue and priority."""
     item = load_item(backend, result_id)
-    status = item["status"]["S"]
+    result = plain(item)
+    status = result["status"]
     if status != FAILED:
         raise OperationError(
             f"Result {result_id} is {status}, not FAILED: only a failed result can be retried."
         )
     try:
-        task = load_task(item["task_path"]["S"])
+        task = load_task(result["task_path"])
     except InvalidTaskPath as e:
         raise OperationError(f"Result {result_id} cannot be retried: {e}.") from e
-    args = json.loads(item["args"]["S"])
-    kwargs = json.loads(item["kwargs"]["S"])
+    args = json.loads(result["args"])
+    kwargs = json.loads(result["kwargs"])
     try:
         bound = task.using(
-            queue_name=item["queue_name"]["S"],
-            priority=int(item["priority"]["N"]),
+            queue_name=result["queue_name"],
+            priority=int(result["priority"]),
             backend=backend.alias,
             run_after=None,
         )
@@ -64,7 +68,7 @@ def _queue_name(url: str) -> str:
     return url.rstrip("/").rsplit("/", 1)[-1]
 
 
-def dead_letter_url(backend: Any, queue_name: str) -> tuple[str, str]:
+def dead_letter_url(backend: SQSBackend, queue_name: str) -> tuple[str, str]:
     """(queue URL, its DLQ's URL), the DLQ found from the queue's RedrivePolicy."""
     check_queue(backend, queue_name)
     sqs = backend.client("sqs")
@@ -78,11 +82,16 @@ def dead_letter_url(backend: Any, queue_name: str) -> tuple[str, str]:
         raise OperationError(
             f"Queue {queue_name!r} ({url}) has no RedrivePolicy, so no dead-letter queue."
         )
+    return url, policy_target_url(sqs, policy)
+
+
+def policy_target_url(sqs: Any, policy: str) -> str:
+    """The URL of the dead-letter queue a RedrivePolicy (JSON) names."""
     # arn:aws:sqs:<region>:<account>:<name>
     arn_parts = json.loads(policy)["deadLetterTargetArn"].split(":")
     account, name = arn_parts[4], arn_parts[5]
     dlq: str = sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"]
-    return url, dlq
+    return dlq
 
 
 def _attributes(message: dict[str, Any]) -> dict[str, Any]:
@@ -93,7 +102,7 @@ def _attributes(message: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def redrive(backend: Any, queue_name: str, max_messages: int | None = None) -> Redrive:
+def redrive(backend: SQSBackend, queue_name: str, max_messages: int | None = None) -> Redrive:
     """Move dead letters back to their queue, 10 at a time: send, then delete from the DLQ.
 
     A message whose send fails stays in the DLQ (hidden for a minute, so this run does not

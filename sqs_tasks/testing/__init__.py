@@ -11,13 +11,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import suppress
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..aws.queue import queue_arn
 from ..worker.context import LambdaContext
 from ..worker.events import lambda_record
 from ..worker.settle import delete_messages
+from .clock import fire_periodic
 from .embedded import MAX_RECEIVE_COUNT, QUEUE_ATTRIBUTES, TABLE_DEFINITION, Stack, aws_stack
+
+if TYPE_CHECKING:
+    from ..backend import SQSBackend
 
 __all__ = [
     "MAX_RECEIVE_COUNT",
@@ -38,11 +42,9 @@ DrainContext = LambdaContext
 
 def drain(backend: str = "default", *, batch_size: int = 10, max_messages: int = 10_000) -> int:
     """Run every due task of backend's queues through the Lambda handler; returns messages seen."""
-    from django.tasks import task_backends
-
     from ..worker.handler import handler
 
-    tasks_backend: Any = task_backends[backend]
+    tasks_backend = _sqs_backend(backend)
     sqs = emulator_client(tasks_backend, "sqs")
     region = sqs.meta.region_name
     seen = 0
@@ -71,7 +73,18 @@ def drain(backend: str = "default", *, batch_size: int = 10, max_messages: int =
             raise RuntimeError(f"drain() saw over {max_messages} messages: do tasks loop?")
 
 
-def emulator_client(tasks_backend: Any, service: str) -> Any:
+def _sqs_backend(alias: str) -> SQSBackend:
+    from django.tasks import task_backends
+
+    from ..backend import SQSBackend
+
+    tasks_backend = task_backends[alias]
+    if not isinstance(tasks_backend, SQSBackend):
+        raise TypeError(f"Task backend {alias!r} is not an sqs_tasks.SQSBackend.")
+    return tasks_backend
+
+
+def emulator_client(tasks_backend: SQSBackend, service: str) -> Any:
     """A client of drain()'s own, so AWS's side of the work never counts as the backend's."""
     import boto3
 
@@ -90,10 +103,12 @@ _EMULATOR_CLIENTS: dict[tuple[str, str | None, str | None], Any] = {}
 
 
 def fire_due_schedules(backend: str = "default") -> int:
-    """Do what EventBridge Scheduler does at a one-time schedule's time: send, then delete."""
-    from django.tasks import task_backends
+    """Do what EventBridge Scheduler does when schedules come due; returns messages sent.
 
-    tasks_backend: Any = task_backends[backend]
+    A one-time schedule sends its message, then is deleted; a periodic one sends a message for
+    each firing since the last (or since it was made), its scheduled time filled in.
+    """
+    tasks_backend = _sqs_backend(backend)
     scheduler = tasks_backend.scheduler
     if scheduler is None:
         return 0
@@ -105,6 +120,9 @@ def fire_due_schedules(backend: str = "default") -> int:
     fired = 0
     for summary in client.list_schedules(GroupName=scheduler.group)["Schedules"]:
         schedule = client.get_schedule(GroupName=scheduler.group, Name=summary["Name"])
+        if not schedule["ScheduleExpression"].startswith("at("):
+            fired += fire_periodic(sqs, urls, schedule, now)
+            continue
         due = datetime.strptime(schedule["ScheduleExpression"], "at(%Y-%m-%dT%H:%M:%S)")
         if due.replace(tzinfo=UTC) > now:
             continue

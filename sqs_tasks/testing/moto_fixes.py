@@ -61,23 +61,52 @@ def _count_unless_sending(count: property) -> property:
     return property(counted)
 
 
-@contextmanager
-def faithful_moto() -> Iterator[None]:
-    """moto as AWS behaves under concurrency, and fast with thousands of queued messages."""
+class MotoChanged(RuntimeError):
+    """A moto internal these fixes patch is gone or changed shape: update the fixes."""
+
+
+def _require(owner: type, name: str, kind: type | None = None) -> Any:
+    value = owner.__dict__.get(name)
+    if value is None or (kind is not None and not isinstance(value, kind)):
+        from moto import __version__
+
+        raise MotoChanged(
+            f"moto {__version__}: {owner.__module__}.{owner.__qualname__}.{name} is not the "
+            f"{(kind or object).__name__} sqs_tasks.testing.moto_fixes patches; update the fixes "
+            "for this moto (or pin moto to a version they support)."
+        )
+    return value
+
+
+def planned_patches() -> list[tuple[Any, str, Any]]:
+    """Every (owner, attribute, replacement) faithful_moto() applies; MotoChanged if one is gone."""
     from moto.dynamodb.models import DynamoDBBackend
     from moto.sqs.models import Queue, SQSBackend
 
+    # getmoto/moto#7164: moto's backends are not thread-safe (documented since #7166), and
+    # server mode serves requests on threads, so conditional writes are checked and applied
+    # without a lock.
     patches: list[tuple[Any, str, Any]] = [
-        (DynamoDBBackend, name, _atomic(getattr(DynamoDBBackend, name)))
+        (DynamoDBBackend, name, _atomic(_require(DynamoDBBackend, name)))
         for name in _DYNAMODB_WRITES
-        if hasattr(DynamoDBBackend, name)
     ]
-    if hasattr(SQSBackend, "is_message_valid_based_on_retention_period"):
-        patches.append((SQSBackend, "is_message_valid_based_on_retention_period", _retained))
-    counts = [name for name in _QUEUE_COUNTS if isinstance(Queue.__dict__.get(name), property)]
-    if hasattr(SQSBackend, "send_message") and len(counts) == len(_QUEUE_COUNTS):
-        patches.append((SQSBackend, "send_message", _uncounted_send(SQSBackend.send_message)))
-        patches += [(Queue, name, _count_unless_sending(Queue.__dict__[name])) for name in counts]
+    # No upstream issue yet: moto computes every queue attribute (three scans of the queue)
+    # for each message it returns and for each message sent, so cost grows with queue depth.
+    _require(SQSBackend, "is_message_valid_based_on_retention_period")
+    patches.append((SQSBackend, "is_message_valid_based_on_retention_period", _retained))
+    send = _require(SQSBackend, "send_message")
+    patches.append((SQSBackend, "send_message", _uncounted_send(send)))
+    patches += [
+        (Queue, name, _count_unless_sending(_require(Queue, name, property)))
+        for name in _QUEUE_COUNTS
+    ]
+    return patches
+
+
+@contextmanager
+def faithful_moto() -> Iterator[None]:
+    """moto as AWS behaves under concurrency, and fast with thousands of queued messages."""
+    patches = planned_patches()
     saved = [(owner, name, owner.__dict__[name]) for owner, name, _ in patches]
     for owner, name, patched in patches:
         setattr(owner, name, patched)

@@ -30,6 +30,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from ..backend import SQSBackend
 from .batch import BACKOFF_BASE, BACKOFF_MAX, BatchRunner, Handler, WorkerStats
 from .settle import Message, change_visibility
 from .slots import BatchSlots
@@ -44,6 +45,9 @@ MAX_VISIBILITY_TIMEOUT = 43_200
 MIN_VISIBILITY_TIMEOUT = 10
 # After a failed ReceiveMessage (network, throttling), wait this long before polling again.
 RECEIVE_ERROR_PAUSE = 5.0
+# After stop(), how long run() waits for pollers still in a long poll before it returns
+# without them: an idle worker stops this quickly rather than after up to wait_time.
+STOP_GRACE = 1.0
 
 
 class Worker:
@@ -81,8 +85,8 @@ class Worker:
             )
         if not 0 < backoff_base <= backoff_max:
             raise ValueError("backoff must be positive and at most its cap")
-        tasks_backend: Any = task_backends[backend]
-        if not hasattr(tasks_backend, "queue") or not hasattr(tasks_backend, "store"):
+        tasks_backend = task_backends[backend]
+        if not isinstance(tasks_backend, SQSBackend):
             raise ValueError(f"task backend {backend!r} is not an sqs_tasks.SQSBackend")
         names = list(dict.fromkeys(queues)) if queues else sorted(tasks_backend.queues)
         unknown = [q for q in names if q not in tasks_backend.queues]
@@ -108,6 +112,7 @@ class Worker:
         self.name = f"{socket.gethostname()}-{os.getpid()}"
         self.stats = WorkerStats()
         self.crashed = False  # a poller died of an unexpected error (logged)
+        self.abandoned_polls = 0  # long polls still waiting when run() returned
         self._urls: dict[str, str] = {}
         self._visibility: dict[str, int] = {}
         self._region = ""
@@ -126,15 +131,13 @@ class Worker:
         self._slots.stop()
 
     def _sqs(self) -> Any:
-        from django.tasks import task_backends
 
         # task_backends keeps one backend per thread, so each thread has its own client.
-        return task_backends[self.backend].client("sqs")  # type: ignore[attr-defined]
+        return _sqs_backend(self.backend).client("sqs")
 
-    def _prepare(self) -> None:
-        from django.tasks import task_backends
-
-        tasks_backend: Any = task_backends[self.backend]
+    def prepare(self) -> None:
+        """Look up each queue's URL and visibility timeout; run() does it if not done."""
+        tasks_backend = _sqs_backend(self.backend)
         sqs = tasks_backend.client("sqs")
         self._region = sqs.meta.region_name
         for name in self.queue_names:
@@ -156,7 +159,8 @@ class Worker:
 
     def run(self) -> WorkerStats:
         """Poll and run batches until stop() (or, with until_empty, until nothing is left)."""
-        self._prepare()
+        if not self._region:
+            self.prepare()
         self._batches = BatchRunner(
             self.name,
             self.handler,
@@ -177,13 +181,23 @@ class Worker:
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="sqs-tasks-batch") as pool:
             self._pool = pool
             pollers = [
-                threading.Thread(target=self._poll_or_stop, args=(q,), name=f"sqs-tasks-poll-{q}")
+                threading.Thread(
+                    target=self._poll_or_stop,
+                    args=(q,),
+                    name=f"sqs-tasks-poll-{q}",
+                    # A poller still in its long poll must not keep the process alive: what it
+                    # receives once stopping is handed back, if the process is still there.
+                    daemon=True,
+                )
                 for q in self.queue_names
             ]
             for poller in pollers:
                 poller.start()
+            self._stopping.wait()  # Pollers end only once stopping (a crash stops, too).
+            grace_ends = time.monotonic() + STOP_GRACE
             for poller in pollers:
-                poller.join()
+                poller.join(max(0.0, grace_ends - time.monotonic()))
+            self.abandoned_polls = sum(poller.is_alive() for poller in pollers)
         # Leaving the with block waited for every batch in flight.
         logger.info("Worker %s stopped: %s", self.name, self.stats.summary())
         return self.stats
@@ -256,3 +270,12 @@ class Worker:
             self.stats.add(released=change_visibility(sqs, url, messages, lambda m: 0))
         except (ClientError, BotoCoreError) as e:
             logger.error("Could not hand %s messages back: %s", len(messages), e)
+
+
+def _sqs_backend(alias: str) -> SQSBackend:
+    """This thread's backend of alias (Worker() checked that it is an SQSBackend)."""
+    from django.tasks import task_backends
+
+    backend = task_backends[alias]
+    assert isinstance(backend, SQSBackend)
+    return backend

@@ -9,6 +9,7 @@ import sys
 from types import FrameType
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError, NoRegionError
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.tasks.exceptions import InvalidTaskBackend
@@ -56,7 +57,10 @@ class Command(BaseCommand):
         parser.add_argument(
             "--until-empty",
             action="store_true",
-            help="exit 0 once every queue is empty and no batch is running",
+            help=(
+                "exit once every queue is empty and no batch is running: 0, or 1 if any message "
+                "failed (the handler could not finish it; it is still on its queue)"
+            ),
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -72,10 +76,29 @@ class Command(BaseCommand):
             )
         except InvalidTaskBackend as e:
             raise CommandError(f"Unknown task backend {options['backend']!r} ({e}).") from e
+        except ImproperlyConfigured as e:
+            raise CommandError(str(e)) from e
         except ValueError as e:
             raise CommandError(f"{str(e)[:1].upper()}{str(e)[1:]}.") from e
         if options["verbosity"] >= 2:
             self._log_to_stderr()
+        try:
+            worker.prepare()  # Before saying "polling": the queues are there and reachable.
+        except ImproperlyConfigured as e:
+            raise CommandError(str(e)) from e
+        except ValueError as e:  # A queue's visibility timeout the worker cannot use.
+            raise CommandError(f"{str(e)[:1].upper()}{str(e)[1:]}.") from e
+        except NoRegionError as e:
+            raise CommandError(
+                f"No AWS region for task backend {worker.backend!r}: set AWS_DEFAULT_REGION "
+                "(or AWS_REGION), or OPTIONS['REGION_NAME']."
+            ) from e
+        except (BotoCoreError, ClientError) as e:
+            # Nothing was received yet: say what and where, in one line.
+            raise CommandError(
+                f"Cannot reach SQS for task backend {worker.backend!r}: {e} (check "
+                "OPTIONS['ENDPOINT_URL'], the region and the AWS credentials)."
+            ) from e
         self._say(
             f"Worker {worker.name}: polling {', '.join(worker.queue_names)} of backend "
             f"{worker.backend!r} (concurrency {worker.concurrency}, batch size "
@@ -95,14 +118,17 @@ class Command(BaseCommand):
         previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         try:
             stats = worker.run()
-        except ImproperlyConfigured as e:
-            raise CommandError(str(e)) from e
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
         self._say(f"Stopped: {stats.summary()}.")
         if worker.crashed:
             raise CommandError("A queue poller crashed: see the log.")
+        if worker.until_empty and stats.backed_off:
+            raise CommandError(
+                f"{stats.backed_off} messages failed (see the log): they are still on their "
+                "queues, to be delivered again after their backoff."
+            )
 
     def _say(self, line: str) -> None:
         self.stdout.write(line)

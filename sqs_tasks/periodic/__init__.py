@@ -1,0 +1,1 @@
+"""Periodic tasks: cron and rate schedules on EventBridge Scheduler, one result per firing."""

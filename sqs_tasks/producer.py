@@ -1,0 +1,168 @@
+"""The enqueue side of a backend: its table, queues and scheduler, and what enqueues share.
+
+SQSBackend (one task) and bulk (many) both build items, store them, dispatch their messages
+and abandon what could not be sent through a Producer, so neither imports the other.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from datetime import UTC, datetime
+from functools import cached_property
+from typing import Any
+
+from botocore.exceptions import ClientError
+from django.core.exceptions import ImproperlyConfigured
+from django.tasks import TaskResult
+
+from .aws.queue import QueueClient
+from .aws.schedule import Scheduler
+from .aws.store import ResultStore, conditional_failure
+from .conf import ENV_TABLE, BackendOptions
+from .exceptions import EnqueueError, PayloadTooLarge
+from .message import MAX_DELAY_SECONDS, Envelope, delay_seconds
+from .results import MAX_ITEM_BYTES, Item, item_size, new_item, task_error
+
+logger = logging.getLogger("sqs_tasks.backend")
+
+# Keep room in the item for what a run adds (worker ids, errors, return value).
+ENQUEUE_HEADROOM_BYTES = 16 * 1024
+
+
+class Producer:
+    """One backend alias's AWS clients and resources, and the steps of an enqueue."""
+
+    def __init__(self, alias: str, config: BackendOptions) -> None:
+        self.alias = alias
+        self.config = config
+        self._clients: dict[str, Any] = {}
+        self._session: Any = None
+        self._lock = threading.Lock()
+
+    def client(self, service: str) -> Any:
+        """The low-level client for service (what boto3.client makes), made once on first use."""
+        client = self._clients.get(service)
+        if client is None:
+            with self._lock:
+                client = self._clients.get(service)
+                if client is None:
+                    from .aws.session import new_session  # Deferred: settings import this module.
+
+                    if self._session is None:
+                        # One session for every service parses botocore's data once (~40 ms
+                        # less per cold start), and botocore alone skips boto3's import
+                        # (~16 ms), which adds nothing to a low-level client.
+                        self._session = new_session()
+                    region = self.config.region_name
+                    if region is None and self._session.get_config_variable("region") is None:
+                        region = os.environ.get("AWS_REGION")  # botocore reads only the default
+                    client = self._session.create_client(
+                        service,
+                        region_name=region,
+                        endpoint_url=self.config.endpoint_url,
+                        config=self.config.client_config,
+                    )
+                    self._clients[service] = client
+        return client
+
+    @cached_property
+    def store(self) -> ResultStore:
+        """The results table."""
+        if not self.config.table_name:
+            raise ImproperlyConfigured(
+                f"TASKS[{self.alias!r}] has no results table: set OPTIONS['TABLE_NAME'] "
+                f"or the {ENV_TABLE} environment variable."
+            )
+        return ResultStore(
+            lambda: self.client("dynamodb"), self.config.table_name, self.config.result_ttl
+        )
+
+    @cached_property
+    def queue(self) -> QueueClient:
+        """The task queues."""
+        return QueueClient(
+            lambda: self.client("sqs"),
+            alias=self.alias,
+            queue_urls=self.config.queue_urls,
+            prefix=self.config.queue_name_prefix,
+        )
+
+    @cached_property
+    def scheduler(self) -> Scheduler | None:
+        """EventBridge Scheduler for waits over 15 minutes, when the stack provides it."""
+        group, role = self.config.schedule_group, self.config.scheduler_role_arn
+        if group is None or role is None:
+            return None
+        return Scheduler(lambda: self.client("scheduler"), group=group, role_arn=role)
+
+    def new_item(self, result: TaskResult[..., Any], now: datetime) -> Item:
+        """The READY item of a fresh result, refused if it cannot be stored; nothing is written."""
+        try:
+            item = new_item(result, ttl=self.config.result_ttl, now=now)
+        except ValueError as e:  # NaN and infinities pass normalize_json but are not JSON.
+            raise TypeError(f"Task arguments are not JSON serializable: {e}") from e
+        size = item_size(item)
+        if size > MAX_ITEM_BYTES - ENQUEUE_HEADROOM_BYTES:
+            raise PayloadTooLarge(
+                f"Task {result.task.module_path} arguments take {size:,} bytes once stored; "
+                f"the limit is {MAX_ITEM_BYTES - ENQUEUE_HEADROOM_BYTES:,} bytes (DynamoDB's "
+                f"{MAX_ITEM_BYTES:,}-byte item limit less room for the run). Pass a reference "
+                "(an S3 key, a primary key) instead."
+            )
+        return item
+
+    def put(self, item: Item) -> None:
+        """Store a fresh READY item."""
+        try:
+            self.store.put_new(item)
+        except ClientError as e:
+            # Ids are 128 random bits: a refused put is our own write retried by botocore.
+            if not conditional_failure(e):
+                raise
+
+    def needs_schedule(self, run_after: datetime | None, now: datetime) -> bool:
+        """Whether the wait until run_after goes to EventBridge Scheduler, not an SQS delay."""
+        return (
+            run_after is not None
+            and self.scheduler is not None
+            and (run_after - now).total_seconds() > MAX_DELAY_SECONDS
+        )
+
+    def dispatch(self, envelope: Envelope, run_after: datetime | None, now: datetime) -> None:
+        """Make the message due at run_after: an SQS delay up to 15 minutes, else a schedule."""
+        if run_after is not None and self.needs_schedule(run_after, now):
+            assert self.scheduler is not None  # needs_schedule() checked it
+            queue_arn = self.queue.arn(envelope.queue_name)
+            self.scheduler.schedule(envelope.result_id, queue_arn, envelope.encode(), run_after)
+        else:
+            delay = delay_seconds(run_after, now)
+            self.queue.send(envelope.queue_name, envelope.encode(), delay=delay)
+
+    def abandon(self, result: TaskResult[..., Any], why: str) -> str:
+        """Mark a stored result nobody will run FAILED; returns what became of it, for errors."""
+        try:
+            marked = self.store.fail_abandoned(
+                result.id,
+                task_error(EnqueueError(why)),
+                queue_name=result.task.queue_name,
+                now=datetime.now(UTC),
+            )
+        except Exception as e:
+            logger.exception("Result %s could not be marked FAILED", result.id)
+            return f"not marked FAILED ({e}): it may stay READY with no message"
+        if marked:
+            return "marked FAILED"
+        # Never stored after all, or the message did go and a worker has the result.
+        return "not marked FAILED: no READY result (never stored, or its message went after all)"
+
+    def discard(self, result: TaskResult[..., Any], why: str) -> str:
+        """Delete a stored result whose message was surely never sent, else abandon it."""
+        try:
+            if self.store.discard_unsent(result.id):
+                return "deleted: nothing was enqueued"
+        except Exception as e:
+            # The stack's producer policy grants no DeleteItem: FAILED is as truthful.
+            logger.warning("Result %s could not be deleted (%s): marking it FAILED", result.id, e)
+        return self.abandon(result, why)
