@@ -125,7 +125,7 @@ def test_missing_tools_are_named_with_how_to_get_them(tmp_path: Path) -> None:
 
     assert done.returncode == 3, f"{done.stdout}\n{done.stderr}"
     assert "could not deploy the stack" in done.stdout
-    assert "run bin/check-infra (or bin/demo)" in done.stdout
+    assert f"SQS_TASKS_SAM_VENV={tmp_path / 'nowhere'} is not a venv with" in done.stdout
 
 
 def test_a_missing_template_is_an_error() -> None:
@@ -133,6 +133,7 @@ def test_a_missing_template_is_an_error() -> None:
 
     assert done.returncode == 3
     assert "no SAM template at" in done.stdout
+    assert "run `sqs-tasks init` in your Django project's root first" in done.stdout
 
 
 def test_a_result_in_the_wrong_state_is_a_wrong_row_and_a_problem() -> None:

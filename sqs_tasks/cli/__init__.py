@@ -1,4 +1,4 @@
-"""The `sqs-tasks` command: run the example project end to end on an embedded AWS."""
+"""The `sqs-tasks` command: write a project's SAM stack, and run it on an embedded AWS."""
 
 from __future__ import annotations
 
@@ -70,9 +70,17 @@ def demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def init(args: argparse.Namespace) -> int:
+    """Write the SAM stack (template.yaml, infra/, samconfig.toml) of the Django project in this
+    folder, for its settings; `sam build && sam deploy --guided` then deploys that project."""
+    from ..stack.init import main as run_init
+
+    return run_init(args)
+
+
 def local(args: argparse.Namespace) -> int:
-    """Deploy the SAM stack into an embedded moto server and run the example project's tasks
-    through emulated Lambda event source mappings; exit 0 only if each ended as it should."""
+    """Deploy the project's SAM stack (written by `sqs-tasks init`) into an embedded moto server
+    and run its tasks through emulated Lambda event source mappings."""
     from ..local.run import main as run_local
 
     return run_local(args)
@@ -85,10 +93,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo_parser = commands.add_parser("demo", help=demo.__doc__)
     demo_parser.add_argument("--settings", default="example.settings", help="settings module")
     demo_parser.set_defaults(run=demo)
+    init_parser = commands.add_parser(
+        "init",
+        help="write template.yaml, infra/ and samconfig.toml for the Django project here",
+        description=init.__doc__,
+    )
+    from ..stack.init import add_arguments as add_init_arguments  # Imports no Django.
+
+    add_init_arguments(init_parser)
+    init_parser.set_defaults(run=init)
     local_parser = commands.add_parser(
         "local",
-        help="deploy template.yaml into an embedded moto server and run the example project "
-        "on it as Lambda would",
+        help="deploy the project's template.yaml into an embedded moto server and run the "
+        "project's tasks on it as Lambda would",
         description=local.__doc__,
     )
     from ..local.options import add_arguments  # Imports neither Django nor boto3.

@@ -8,13 +8,15 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-from .tools import REGION, Log, SamTools, run_tool, since
+from .tools import REGION, Log, SamTools, locked, run_tool, since
 
 # Files in the build directory that say what it was built from.
 FINGERPRINT_FILE = ".sqs-tasks-fingerprint"
+SKIPPED_FOLDERS = {"__pycache__", "node_modules"}
+# Bytecode, the SQLite database of a fresh project, logs: they change without a rebuild due.
+SKIPPED_SUFFIXES = (".pyc", ".sqlite3", ".sqlite3-journal", ".log")
 
 
 def project_files(project: Path) -> list[Path]:
@@ -28,16 +30,30 @@ def project_files(project: Path) -> list[Path]:
         ).stdout.decode()
         names = sorted({n for n in listed.split("\0") if n})
     except (OSError, subprocess.SubprocessError):
-        names = sorted(
-            str(p.relative_to(project))
-            for p in project.rglob("*")
-            if p.is_file()
-            and not any(
-                part.startswith(".") or part == "__pycache__"
-                for part in p.relative_to(project).parts
-            )
-        )
-    return [project / n for n in names if (project / n).is_file()]
+        names = sorted(_walk(project))
+    return [project / n for n in names if not _skipped(Path(n).name) and (project / n).is_file()]
+
+
+def _skipped(name: str) -> bool:
+    """Files that change without a rebuild due: bytecode, SQLite, logs, env files."""
+    return name.endswith(SKIPPED_SUFFIXES) or name.startswith(".env")
+
+
+def _walk(project: Path) -> Iterator[str]:
+    """The files of a project that is no git work tree, without what is not its source."""
+    for folder, dirs, files in os.walk(project):
+        here = Path(folder)
+        # Hidden folders (.aws-sam, .git), bytecode, virtualenvs and node_modules.
+        dirs[:] = [
+            d
+            for d in dirs
+            if not d.startswith(".")
+            and d not in SKIPPED_FOLDERS
+            and not (here / d / "pyvenv.cfg").exists()
+        ]
+        for name in files:
+            if not name.startswith("."):
+                yield str((here / name).relative_to(project))
 
 
 def fingerprint(template: Path, tools: SamTools) -> str:
@@ -49,23 +65,6 @@ def fingerprint(template: Path, tools: SamTools) -> str:
         digest.update(str(path.relative_to(project)).encode() + b"\0")
         digest.update(hashlib.sha256(path.read_bytes()).digest())
     return digest.hexdigest()
-
-
-@contextmanager
-def _locked(lock_file: Path) -> Iterator[None]:
-    """One builder at a time per build directory (another run may be building it)."""
-    lock_file.parent.mkdir(parents=True, exist_ok=True)
-    with lock_file.open("a") as handle:
-        try:
-            import fcntl
-        except ImportError:  # Not POSIX: no concurrent runs to guard against.
-            yield
-            return
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def build(
@@ -83,7 +82,7 @@ def build(
     """
     say = log or (lambda _: None)
     template, build_dir = template.resolve(), build_dir.resolve()
-    with _locked(build_dir.with_name(build_dir.name + ".lock")):
+    with locked(build_dir.with_name(build_dir.name + ".lock")):
         wanted = fingerprint(template, tools) if reuse else ""
         stamp = build_dir / FINGERPRINT_FILE
         built = build_dir / "template.yaml"

@@ -39,7 +39,7 @@ def moto_server(log_path: Path) -> Iterator[MotoServer]:
     address in the Host header as an S3 bucket name, which `sam package` would trip over.
     """
     if importlib.util.find_spec("moto") is None:
-        raise DeployError("moto is not installed: pip install 'moto[server]' (in sqs-tasks[dev])")
+        raise DeployError("moto is not installed: pip install 'sqs-tasks[local]'")
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -82,6 +82,21 @@ def moto_server(log_path: Path) -> Iterator[MotoServer]:
                 process.wait()
 
 
+# Modules every run imports, none of which needs Django's settings at import time.
+PREIMPORTED = ("boto3", "botocore.session", "django.db.models", "django.tasks", "django.test")
+
+
+def preimport() -> None:
+    """Import what the run will need, while it waits for the moto server."""
+    import importlib
+
+    for name in PREIMPORTED:
+        try:
+            importlib.import_module(name)
+        except Exception:  # The run imports it again, and says what is wrong then.
+            return
+
+
 def not_emulated(moto_log: Path) -> list[str]:
     """The resource types moto's CloudFormation said it skipped."""
     found = re.findall(r"No Moto CloudFormation support for (\S+)", moto_log.read_text())
@@ -101,6 +116,12 @@ def configure_logging(path: Path, level: str, *, append: bool = False) -> None:
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(level)
+    # The project's LOGGING (Django's own, with DEBUG on, prints django.tasks lines): to the
+    # file too, through the root logger, so that the progress display stays readable.
+    for logger in logging.root.manager.loggerDict.values():
+        if isinstance(logger, logging.Logger) and logger.handlers:
+            logger.handlers = []
+            logger.propagate = True
 
 
 def configure_django(deployment: Deployment, project: Path) -> dict[str, str]:

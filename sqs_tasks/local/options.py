@@ -13,11 +13,12 @@ from pathlib import Path
 # What the local stack is deployed with; the template's defaults for everything else.
 LOCAL_PARAMETERS = {
     "Prefix": "local",
-    "QueueNames": "default,emails",
     # moto's own mappings would consume the queues without running any code: the mappings
     # are emulated here instead, from their deployed configuration.
     "EnableEventSourceMappings": "false",
 }
+# The example project's demo mix uses a second queue.
+DEMO_PARAMETERS = {"Prefix": "local", "QueueNames": "default,emails", **LOCAL_PARAMETERS}
 # With --dead-letter and no --visibility-timeout, a refused message comes back after the
 # longest batching window plus this (a batch is gathered, then run, in that time).
 VISIBILITY_MARGIN = 2
@@ -26,12 +27,31 @@ VISIBILITY_MARGIN = 2
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `sqs-tasks local`."""
     parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="run the example project's demo mix (the default in sqs-tasks' repository); "
+        "elsewhere the run is a smoke check: one no-op task on each queue of TASKS",
+    )
+    parser.add_argument(
+        "--no-sam",
+        action="store_true",
+        help="no SAM stack: make the TASKS table and queues in moto directly and run the tasks "
+        "with an in-process worker (seconds to start; for daily work on tasks)",
+    )
+    parser.add_argument(
+        "--env-file",
+        type=Path,
+        metavar="PATH",
+        help="also write the environment that points a Django project at the stack to PATH, "
+        "as KEY=VALUE lines (for manage.py runserver/shell, docker --env-file, IDEs)",
+    )
+    parser.add_argument(
         "--tasks",
         type=int,
         default=0,
         metavar="N",
         help="also enqueue N no-op tasks across the queues (in bulk), with a progress bar "
-        "and throughput figures",
+        "and throughput figures (with the demo)",
     )
     parser.add_argument(
         "--dead-letter",
@@ -54,11 +74,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="KEY=VALUE",
         help="a stack parameter (repeatable), e.g. MaximumBatchingWindow=1, BatchSize=5, "
-        "MaxReceiveCount=2; the template's defaults otherwise, except "
-        + ", ".join(f"{k}={v}" for k, v in LOCAL_PARAMETERS.items()),
+        "MaxReceiveCount=2, QueueNames=default,emails; the template's defaults otherwise, "
+        "except " + ", ".join(f"{k}={v}" for k, v in LOCAL_PARAMETERS.items()) + " (and "
+        "QueueNames=default,emails with the demo)",
     )
     parser.add_argument(
-        "--template", type=Path, default=Path("template.yaml"), help="the SAM template"
+        "--template",
+        type=Path,
+        default=Path("template.yaml"),
+        help="the SAM template (`sqs-tasks init` writes it); its folder is the project's root",
     )
     parser.add_argument(
         "--timeout",
@@ -84,6 +108,9 @@ class Options:
 
     template: Path
     parameters: dict[str, str]
+    demo: bool
+    env_file: Path | None
+    no_sam: bool
     tasks: int
     dead_letter: bool
     visibility_timeout: int | None
@@ -98,9 +125,18 @@ class Options:
             raise ValueError("--tasks must be 0 or more")
         if args.visibility_timeout is not None and not 0 <= args.visibility_timeout <= 43_200:
             raise ValueError("--visibility-timeout must be 0 to 43200 seconds")
+        template = args.template.resolve()
+        demo = args.demo or is_checkout(template.parent)
+        if args.env_file and not args.keep_running:
+            raise ValueError("--env-file is written for a stack that stays up: add --keep-running")
+        if args.tasks and not demo:
+            raise ValueError("--tasks enqueues the example project's no-op task: add --demo")
         return cls(
-            template=args.template.resolve(),
-            parameters=stack_parameters(args.parameter),
+            template=template,
+            parameters=stack_parameters(args.parameter, demo=demo),
+            demo=demo,
+            env_file=args.env_file.resolve() if args.env_file else None,
+            no_sam=args.no_sam,
             tasks=args.tasks,
             dead_letter=args.dead_letter,
             visibility_timeout=args.visibility_timeout,
@@ -110,9 +146,16 @@ class Options:
         )
 
 
-def stack_parameters(pairs: Sequence[str]) -> dict[str, str]:
-    """The local defaults, then each KEY=VALUE of --parameter."""
-    parameters = dict(LOCAL_PARAMETERS)
+def is_checkout(project: Path) -> bool:
+    """Whether project is sqs-tasks' repository, whose example/ the demo mix runs."""
+    return (project / "sqs_tasks" / "__init__.py").is_file() and (
+        project / "example" / "tasks.py"
+    ).is_file()
+
+
+def stack_parameters(pairs: Sequence[str], *, demo: bool = False) -> dict[str, str]:
+    """The local defaults (the demo's with demo), then each KEY=VALUE of --parameter."""
+    parameters = dict(DEMO_PARAMETERS if demo else LOCAL_PARAMETERS)
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:

@@ -1,6 +1,7 @@
-"""`sqs-tasks local`: the SAM stack deployed into an embedded moto server, the example project
-configured exactly as the deployed worker function, its tasks run by emulated event source
-mappings, and a results table at the end.
+"""`sqs-tasks local`: the project's SAM stack (template.yaml, from `sqs-tasks init`) deployed
+into an embedded moto server, the project configured exactly as the deployed worker function,
+its tasks run by emulated event source mappings, and a results table at the end: the example
+project's demo mix in sqs-tasks' repository (or with --demo), else a smoke check.
 
 Exit status: 0 when every task reached the state it should, 1 when one did not, 2 when the
 run timed out, 3 when the stack could not be deployed (the message says why).
@@ -26,6 +27,7 @@ from .environment import (
     make_schedule_group,
     moto_server,
     not_emulated,
+    preimport,
 )
 from .expectations import Tracker
 from .load import enqueue_load
@@ -33,6 +35,7 @@ from .mapping_config import deployed_mappings
 from .mix import enqueue_mix, send_forged
 from .options import VISIBILITY_MARGIN, Options
 from .report import failure_lines, mapping_lines, read_results, report_lines, unfinished
+from .serve import serve
 from .stack import Deployment, deploy
 from .tools import FAKE_CREDENTIALS, REGION, DeployError, SamTools
 from .workers import fire_schedules, queues_idle, start_mappings
@@ -55,8 +58,15 @@ def main(args: argparse.Namespace) -> int:
     except ValueError as e:
         console.say(f"sqs-tasks local: {e}")
         return EXIT_SETUP
+    if options.no_sam:
+        from .quick import main as quick
+
+        return quick(options.template.parent, options.keep_running, options.env_file)
     if not options.template.exists():
-        console.say(f"sqs-tasks local: no SAM template at {options.template} (see --template)")
+        console.say(
+            f"sqs-tasks local: no SAM template at {options.template}: run `sqs-tasks init` in "
+            "your Django project's root first (or see --template)"
+        )
         return EXIT_SETUP
     return LocalRun(options, console).run()
 
@@ -83,6 +93,8 @@ class LocalRun:
         signal.signal(signal.SIGTERM, _exit_on_signal)
         configure_logging(self.log_path, "INFO")
         say("sqs-tasks local: the SAM stack in an embedded AWS (moto), run as Lambda runs it")
+        # Imported meanwhile: the moto server takes seconds to start, Django and boto3 too.
+        threading.Thread(target=preimport, name="preimport", daemon=True).start()
         with ExitStack() as stack:
             try:
                 endpoint = stack.enter_context(moto_server(self.workdir / "moto.log")).url
@@ -108,7 +120,12 @@ class LocalRun:
         options, console = self.options, self.console
         shown = ", ".join(f"{k}={v}" for k, v in options.parameters.items())
         console.say(f"[2/4] deploy {options.template.name} ({shown})")
-        tools = SamTools.find(self.project)
+        tools = SamTools.find(self.project, install=True, log=console.step)
+        if not tools.builds_bytecode():
+            console.step(
+                "no Python 3.13 (the runtime's) for sam build: the code package is built "
+                "without bytecode, so each cold start compiles it (put python3.13 on PATH)"
+            )
         if options.rebuild:
             (self.workdir / "build" / FINGERPRINT_FILE).unlink(missing_ok=True)
         deployment = deploy(
@@ -190,7 +207,12 @@ class LocalRun:
             f"[4/4] enqueue and run the tasks (log: {self.log_path.relative_to(self.project)})"
         )
         started = time.monotonic()
-        ids = enqueue_mix(tracker)
+        if options.demo:
+            ids = enqueue_mix(tracker)
+        else:
+            from .smoke import enqueue_smoke  # Defines a task: Django must be set up.
+
+            ids = enqueue_smoke(tracker)
         if options.dead_letter:
             send_forged(deployment, tracker, self.mappings)
         load = enqueue_load(options.tasks, tracker, console, started) if options.tasks else None
@@ -232,12 +254,4 @@ class LocalRun:
             "AWS_DEFAULT_REGION": deployment.region,
             "AWS_ENDPOINT_URL": deployment.endpoint_url,
         }
-        self.console.say("\nThe stack and the workers stay up until Ctrl-C. In another shell:")
-        self.console.say("  export " + " ".join(f"{k}={v}" for k, v in sorted(env.items())))
-        self.console.say("  then enqueue from your project (e.g. python -m django shell).")
-        stop = threading.Event()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, lambda *_: stop.set())
-        while not stop.wait(1):
-            pass
-        self.console.say("\nStopping.")
+        serve(self.console, env, self.options.env_file)

@@ -3,7 +3,8 @@
 1. `sam build` (the template's own build: Makefile, pinned requirements), reused while no
    file of the project changed;
 2. `sam package` against the moto server: the code zips and nested templates go to moto's
-   S3 and the template's CodeUri/Location become S3 URLs;
+   S3 and the template's CodeUri/Location become S3 URLs (kept, and put in S3 again, while
+   the build is reused);
 3. the SAM transform (aws-sam-translator, run with the sam tool venv's interpreter), as
    CloudFormation applies it;
 4. CloudFormation `create_stack` on moto, with the parameters given.
@@ -15,16 +16,19 @@ infrastructure tests and `sqs-tasks local` both deploy through `deploy()`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
+import shutil
 import time
 import warnings
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .build import build
+from .build import FINGERPRINT_FILE, build
 from .tools import FAKE_CREDENTIALS, REGION, DeployError, Log, SamTools, run_tool, since
 
 TRANSLATE_SCRIPT = Path(__file__).with_name("sam_translate.py")
@@ -109,6 +113,55 @@ def package(
     return output
 
 
+@dataclass
+class PackageCache:
+    """What `sam package` uploaded and wrote, kept while the build it packaged is unchanged.
+
+    A later run of the same build puts the same objects into the new moto server's S3 and
+    reuses the packaged template (nested stacks named by URL get the new server's address).
+    """
+
+    folder: Path
+    built_template: Path
+    bucket: str
+
+    def _key(self) -> str | None:
+        stamp = self.built_template.parent / FINGERPRINT_FILE
+        return f"{stamp.read_text()}\0{self.bucket}" if stamp.exists() else None
+
+    def restore(self, deployment: Deployment, packaged: Path) -> bool:
+        """Upload the kept objects and write the packaged template; False if none are kept."""
+        key, saved = self._key(), self.folder / "key"
+        if key is None or not saved.exists() or saved.read_text() != key:
+            return False
+        s3 = deployment.client("s3")
+        items = sorted((self.folder / "objects").iterdir())
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            list(pool.map(lambda item: s3.upload_file(str(item), self.bucket, item.name), items))
+        old_endpoint = (self.folder / "endpoint").read_text()
+        text = (self.folder / "packaged.yaml").read_text()
+        packaged.write_text(text.replace(f"{old_endpoint}/", f"{deployment.endpoint_url}/"))
+        return True
+
+    def save(self, deployment: Deployment, packaged: Path) -> None:
+        """Keep what `sam package` just uploaded, for the next run of this build."""
+        key = self._key()
+        shutil.rmtree(self.folder, ignore_errors=True)
+        if key is None:
+            return
+        objects = self.folder / "objects"
+        objects.mkdir(parents=True)
+        s3 = deployment.client("s3")
+        listed = s3.list_objects_v2(Bucket=self.bucket).get("Contents", [])
+        if any("/" in item["Key"] for item in listed):
+            return  # Not the flat keys this cache knows how to keep.
+        for item in listed:
+            s3.download_file(self.bucket, item["Key"], str(objects / item["Key"]))
+        (self.folder / "packaged.yaml").write_text(packaged.read_text())
+        (self.folder / "endpoint").write_text(deployment.endpoint_url)
+        (self.folder / "key").write_text(key)  # Last: the cache is whole once it is there.
+
+
 def translate(
     packaged: Path, parameters: Mapping[str, str], workdir: Path, tools: SamTools
 ) -> dict[str, Any]:
@@ -134,6 +187,50 @@ def signing_secret(deployment: Deployment) -> str:
     )
     arn: str = created["ARN"]
     return arn
+
+
+# Stand for what differs from run to run in a kept SAM transform: the moto server's address
+# (a port of its own) and the signing secret's ARN (moto gives each secret a random suffix).
+ENDPOINT_MARK = "<<moto-endpoint>>"
+SECRET_MARK = "<<signing-secret-arn>>"
+
+
+def translate_cached(
+    packaged: Path,
+    parameters: Mapping[str, str],
+    workdir: Path,
+    tools: SamTools,
+    endpoint_url: str,
+) -> tuple[dict[str, Any], bool]:
+    """translate(), its output kept for the same packaged template, parameters and tools;
+    whether it was kept."""
+    marks = {endpoint_url: ENDPOINT_MARK}
+    secret = parameters.get("SigningSecretArn")
+    if secret:
+        marks[secret] = SECRET_MARK
+
+    def marked(text: str) -> str:
+        for value, mark in marks.items():
+            text = text.replace(value, mark)
+        return text
+
+    def unmarked(text: str) -> str:
+        for value, mark in marks.items():
+            text = text.replace(mark, value)
+        return text
+
+    text = marked(packaged.read_text())
+    read = marked(json.dumps(dict(sorted(parameters.items()))))
+    key = hashlib.sha256(f"{text}\0{read}\0{tools.version()}".encode()).hexdigest()
+    kept = workdir / "translated-cache" / f"{key}.json"
+    if kept.exists():
+        cached: dict[str, Any] = json.loads(unmarked(kept.read_text()))
+        return cached, True
+    template = translate(packaged, parameters, workdir, tools)
+    shutil.rmtree(kept.parent, ignore_errors=True)
+    kept.parent.mkdir(parents=True)
+    kept.write_text(marked(json.dumps(template)))
+    return template, False
 
 
 def deploy(
@@ -179,18 +276,27 @@ def deploy(
     started = time.monotonic()
     bucket = f"{stack_name}-artifacts"
     deployment.client("s3").create_bucket(Bucket=bucket)
-    packaged = package(
-        built_template,
-        endpoint_url=endpoint_url,
-        bucket=bucket,
-        output=workdir / "packaged.yaml",
-        tools=tools,
-        region=region,
-    )
-    say(f"sam package: code and nested templates in s3://{bucket} ({since(started)})")
+    cache = PackageCache(workdir / "package-cache", built_template, bucket)
+    packaged = workdir / "packaged.yaml"
+    if cache.restore(deployment, packaged):
+        say(f"sam package: reused, its uploads put in s3://{bucket} again ({since(started)})")
+    else:
+        package(
+            built_template,
+            endpoint_url=endpoint_url,
+            bucket=bucket,
+            output=packaged,
+            tools=tools,
+            region=region,
+        )
+        cache.save(deployment, packaged)
+        say(f"sam package: code and nested templates in s3://{bucket} ({since(started)})")
     started = time.monotonic()
-    deployment.template = translate(packaged, deployment.parameters, workdir, tools)
-    say(f"SAM transform: {len(deployment.template['Resources'])} resources ({since(started)})")
+    deployment.template, kept = translate_cached(
+        packaged, deployment.parameters, workdir, tools, endpoint_url
+    )
+    how = "reused" if kept else f"{len(deployment.template['Resources'])} resources"
+    say(f"SAM transform: {how} ({since(started)})")
     started = time.monotonic()
     cloudformation = deployment.client("cloudformation")
     with warnings.catch_warnings(record=True) as caught:

@@ -1,0 +1,1 @@
+"""The SAM stack of a project: the template sources (`sources/`), rendered by `generate`."""
