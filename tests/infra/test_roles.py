@@ -391,7 +391,7 @@ def test_the_producer_policy_covers_enqueue_results_and_operator_reads(
         assert [r.id for r in backend.get_results(ids)] == ids  # type: ignore[attr-defined]
         failed = tasks.fail.enqueue("x")
         # enqueue's own undo when a send fails: the result ends FAILED, never READY unsent.
-        assert backend.abandon(failed, "test") == "marked FAILED"  # type: ignore[attr-defined]
+        assert backend.producer.abandon(failed, "test") == "marked FAILED"  # type: ignore[attr-defined]
         call_command("sqs_tasks_result", one.id)
         call_command("sqs_tasks_failures")
         call_command("sqs_tasks_retry", failed.id)

@@ -443,13 +443,21 @@ def test_the_signing_key_is_a_generated_secret_kept_with_the_data(
     assert "DjangoSecretKey" not in source_template["Parameters"]
 
 
-def test_operator_policy_adds_only_what_redrive_needs(translated: dict[str, Any]) -> None:
+def test_operator_policy_adds_only_what_redrive_and_the_admin_need(
+    translated: dict[str, Any],
+) -> None:
     policy = resources_of(translated, "AWS::IAM::ManagedPolicy")["OperatorPolicy"]["Properties"]
     by_sid = {s["Sid"]: s for s in statements(policy["PolicyDocument"])}
 
     assert {sid: actions(s) for sid, s in by_sid.items()} == {
         "ReadRedrivePolicies": {"sqs:GetQueueAttributes"},
-        "RedriveDeadLetters": {"sqs:GetQueueUrl", "sqs:ReceiveMessage", "sqs:DeleteMessage"},
+        # GetQueueAttributes: the dead-letter depths the admin's results page shows.
+        "RedriveDeadLetters": {
+            "sqs:GetQueueUrl",
+            "sqs:GetQueueAttributes",
+            "sqs:ReceiveMessage",
+            "sqs:DeleteMessage",
+        },
         "RotateSigningKey": {"secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue"},
     }
     assert by_sid["RotateSigningKey"]["Resource"] == SIGNING_SECRET
