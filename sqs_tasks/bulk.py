@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -36,8 +36,15 @@ class _Prepared:
     envelope: Envelope
 
 
-def enqueue_many(backend: SQSBackend, entries: Iterable[BulkEntry]) -> list[TaskResult[..., Any]]:
-    """Enqueue (task, args, kwargs) entries in input order; raise BulkEnqueueError if any fail."""
+def enqueue_many(
+    backend: SQSBackend,
+    entries: Iterable[BulkEntry],
+    announce: Callable[[TaskResult[..., Any]], None] | None = None,
+) -> list[TaskResult[..., Any]]:
+    """Enqueue (task, args, kwargs) entries in input order; raise BulkEnqueueError if any fail.
+
+    Each result enqueued is sent task_enqueued, or given to announce instead.
+    """
     now = datetime.now(UTC)
     # Everything is checked before the first write, so a bad entry leaves no trace.
     prepared = [_prepare(backend, i, entry, now) for i, entry in enumerate(entries)]
@@ -72,7 +79,10 @@ def enqueue_many(backend: SQSBackend, entries: Iterable[BulkEntry]) -> list[Task
         _abandon(backend, p, failures)
     for p in prepared:
         if p.index not in failures:
-            task_enqueued.send(type(backend), task_result=p.result)
+            if announce is None:
+                task_enqueued.send(type(backend), task_result=p.result)
+            else:
+                announce(p.result)
     if failures:
         raise _error(prepared, failures)
     return [p.result for p in prepared]
