@@ -139,6 +139,37 @@ def test_concurrency_runs_batches_at_once(stack: Stack) -> None:
     assert len({r.worker_ids[0] for r in results}) == 3  # a fresh worker id per batch
 
 
+def test_receives_stay_batched_at_concurrency_2_while_tasks_trickle_in(
+    stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # fan_out enqueues ten tasks one at a time while it runs. A free second slot must not
+    # take each as it lands (a receive, a batch and a delete per task): the poller waits for
+    # fan_out's batch to settle (the window is long here) and receives the ten at once.
+    log = tmp_path / "ran.log"
+    worker_tasks.fan_out.enqueue(str(log), 10)
+    sizes: list[int] = []
+    sqs = Worker._sqs
+
+    def counted(worker: Worker) -> Any:
+        client = sqs(worker)
+        client.meta.events.register(
+            "after-call.sqs.ReceiveMessage",
+            lambda parsed, **kwargs: sizes.append(len(parsed.get("Messages", []))),
+            unique_id="test-receive-sizes",
+        )
+        return client
+
+    monkeypatch.setattr(Worker, "_sqs", counted)
+    worker = Worker(
+        queues=["default"], concurrency=2, wait_time=1, until_empty=True, batch_window=20
+    )
+    stats = worker.run()
+
+    assert [size for size in sizes if size] == [1, 10]
+    assert stats.deleted == 11
+    assert len(set(log.read_text().split())) == 11
+
+
 def test_stop_finishes_the_running_task_and_hands_back_the_rest(
     stack: Stack, tmp_path: Path
 ) -> None:
