@@ -148,10 +148,10 @@ def test_receives_stay_batched_at_concurrency_2_while_tasks_trickle_in(
     log = tmp_path / "ran.log"
     worker_tasks.fan_out.enqueue(str(log), 10)
     sizes: list[int] = []
-    sqs = Worker._sqs
+    receiver = Worker._receiver
 
     def counted(worker: Worker) -> Any:
-        client = sqs(worker)
+        client = receiver(worker)
         client.meta.events.register(
             "after-call.sqs.ReceiveMessage",
             lambda parsed, **kwargs: sizes.append(len(parsed.get("Messages", []))),
@@ -159,7 +159,7 @@ def test_receives_stay_batched_at_concurrency_2_while_tasks_trickle_in(
         )
         return client
 
-    monkeypatch.setattr(Worker, "_sqs", counted)
+    monkeypatch.setattr(Worker, "_receiver", counted)
     worker = Worker(
         queues=["default"], concurrency=2, wait_time=1, until_empty=True, batch_window=20
     )
@@ -168,6 +168,19 @@ def test_receives_stay_batched_at_concurrency_2_while_tasks_trickle_in(
     assert [size for size in sizes if size] == [1, 10]
     assert stats.deleted == 11
     assert len(set(log.read_text().split())) == 11
+
+
+@pytest.mark.parametrize("wait_time", [0, 20])
+def test_long_polls_are_not_cut_short_by_the_read_timeout(stack: Stack, wait_time: int) -> None:
+    # An empty 20 s long poll answers after 20 s plus a round trip: a read timeout of 20 s
+    # (the backend's default) would time every one of them out and retry it.
+    worker = Worker(queues=["default"], wait_time=wait_time)
+    worker._prepare()
+    receiver = worker._receiver()
+
+    assert receiver.meta.config.read_timeout >= wait_time + 10
+    assert receiver.meta.endpoint_url == _backend().client("sqs").meta.endpoint_url
+    assert receiver.receive_message(QueueUrl=_backend().queue.url("default"))  # it works
 
 
 def test_stop_finishes_the_running_task_and_hands_back_the_rest(

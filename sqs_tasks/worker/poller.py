@@ -47,6 +47,9 @@ MIN_VISIBILITY_TIMEOUT = 10
 # After a short receive, how long the next may wait for a running batch to settle: the most a
 # message waits on a free slot behind a long task, without a backlog.
 BATCH_WINDOW = 0.5
+# A long poll's answer comes after its wait plus a round trip: the poller's read timeout must
+# outlast the wait by this much, or every empty poll times out and is retried.
+LONG_POLL_MARGIN = 10
 # After a failed ReceiveMessage (network, throttling), wait this long before polling again.
 RECEIVE_ERROR_PAUSE = 5.0
 
@@ -142,6 +145,23 @@ class Worker:
         # task_backends keeps one backend per thread, so each thread has its own client.
         return task_backends[self.backend].client("sqs")  # type: ignore[attr-defined]
 
+    def _receiver(self) -> Any:
+        """This thread's SQS client for long polls: its read timeout outlasts the wait."""
+        from botocore.config import Config
+        from django.tasks import task_backends
+
+        tasks_backend: Any = task_backends[self.backend]
+        sqs = tasks_backend.client("sqs")
+        needed = self.wait_time + LONG_POLL_MARGIN
+        if sqs.meta.config.read_timeout >= needed:
+            return sqs
+        return tasks_backend._session.create_client(
+            "sqs",
+            region_name=sqs.meta.region_name,
+            endpoint_url=sqs.meta.endpoint_url,
+            config=tasks_backend.config.client_config.merge(Config(read_timeout=needed)),
+        )
+
     def _prepare(self) -> None:
         from django.tasks import task_backends
 
@@ -209,7 +229,7 @@ class Worker:
             self.stop()
 
     def _poll(self, queue_name: str) -> None:
-        sqs = self._sqs()
+        sqs = self._receiver()
         url = self._urls[queue_name]
         kwargs: dict[str, Any] = {
             "QueueUrl": url,
