@@ -93,13 +93,18 @@ class Meter:
         count: dict[str, int] = self.snapshot["count"]
         upstream: dict[str, float] = self.snapshot["upstream_seconds"]
         requests = sum(count.values())
+        # A long poll's time is mostly its wait: moto's time per request leaves them out.
+        answered = {op: t for op, t in upstream.items() if op != "sqs.ReceiveMessage"}
+        answered_count = sum(c for op, c in count.items() if op in answered)
         return {
             "requests_per_task": {op: c / n for op, c in sorted(count.items())},
             "requests_total_per_task": requests / n,
             "receive_delete_per_task": sum(count.get(op, 0) for op in RECEIVE_AND_DELETE) / n,
             "moto_cpu_ms_per_task": self.moto_cpu * 1000 / n,
             "moto_core_share": self.moto_cpu / seconds if seconds else 0.0,
-            "moto_ms_per_request": sum(upstream.values()) * 1000 / requests if requests else 0.0,
+            "moto_ms_per_request": (
+                sum(answered.values()) * 1000 / answered_count if answered_count else 0.0
+            ),
             "proxy_cpu_ms_per_task": self.proxy_cpu * 1000 / n,
         }
 

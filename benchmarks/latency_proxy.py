@@ -105,7 +105,10 @@ def make_handler(upstream: str, stats: Stats) -> type[BaseHTTPRequestHandler]:
                     self.send_header(name, value)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(body)
+            try:
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True  # The client gave up (a stopping worker's poll).
 
         def _control(self) -> None:
             path = urlsplit(self.path)
