@@ -4,7 +4,7 @@ Run by latency.py as its own process (python -m benchmarks.drain CONCURRENCY EXP
 Worker with the management command's defaults but CONCURRENCY, stopped once EXPECTED messages
 were deleted. Prints `{"ready": ...}` once its clients are made, then one JSON line: seconds
 from the first receive to the last delete, counts and CPU. BENCH_CLAIM_AHEAD=0 turns claim
-ahead off, to measure what it saves.
+ahead off, to measure what it saves; BENCH_BATCH_WINDOW sets the worker's batch window.
 """
 
 from __future__ import annotations
@@ -32,11 +32,12 @@ def main(concurrency: int, expected: int) -> dict[str, Any]:
     from django.tasks import task_backends
 
     from benchmarks.esm import peak_rss_kb
-    from sqs_tasks.worker.poller import Worker
+    from sqs_tasks.worker.poller import BATCH_WINDOW, Worker
 
     if os.environ.get("BENCH_CLAIM_AHEAD") == "0":
         claim_ahead_off()
-    worker = Worker(concurrency=concurrency)
+    window = os.environ.get("BENCH_BATCH_WINDOW")
+    worker = Worker(concurrency=concurrency, batch_window=float(window or BATCH_WINDOW))
     backend: Any = task_backends["default"]
     backend.client("sqs"), backend.client("dynamodb")  # Made before "ready", as a booted worker's.
     print(json.dumps({"ready": time.time()}), flush=True)

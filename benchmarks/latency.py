@@ -235,16 +235,26 @@ def drain(
     }
 
 
-def end_to_end_worker(root: Path, env: dict[str, str], meter: Meter, n: int) -> dict[str, Any]:
-    """enqueue_many(n) while sqs_tasks_worker (concurrency 1) runs them; until all read."""
+def end_to_end_worker(
+    root: Path,
+    env: dict[str, str],
+    meter: Meter,
+    n: int,
+    concurrency: int = 1,
+    batch_window: float | None = None,
+    bulk: bool = True,
+) -> dict[str, Any]:
+    """enqueue_many(n) (or n enqueue()) while sqs_tasks_worker runs them; until all read."""
     url = ours.fresh_queue("e2e-worker")
     child_env = {
         **env,
         "AWS_ENDPOINT_URL": meter.proxy.url,
         "SQS_TASKS_QUEUE_URLS": json.dumps({"default": url}),
     }
+    if batch_window is not None:
+        child_env["BENCH_BATCH_WINDOW"] = str(batch_window)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.drain", "1", str(n)],
+        [sys.executable, "-m", "benchmarks.drain", str(concurrency), str(n)],
         cwd=root,
         env=child_env,
         stdout=subprocess.PIPE,
@@ -257,7 +267,10 @@ def end_to_end_worker(root: Path, env: dict[str, str], meter: Meter, n: int) -> 
         b.client("dynamodb"), b.client("sqs")
         with meter:
             start = time.perf_counter()
-            results = b.enqueue_many([(noop, [], {}) for _ in range(n)])
+            if bulk:
+                results = b.enqueue_many([(noop, [], {}) for _ in range(n)])
+            else:
+                results = [noop.enqueue() for _ in range(n)]
             ours._wait_finished([r.id for r in results], timeout=900)
             seconds = time.perf_counter() - start
             proc.communicate(timeout=120)

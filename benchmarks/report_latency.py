@@ -96,6 +96,14 @@ def render_latency(latency: dict[str, Any]) -> list[str]:
             f"({e2e['moto_core_share']:.0%} of a core)"
         )
         lines.append(f"    requests per task: {_ops(e2e['requests_per_task'])}")
+    for t in latency.get("trickle", []):
+        window = "no batch window" if t["batch_window"] == 0 else "default batch window"
+        lines.append(
+            f"  trickle ({t['n']} enqueue() one by one, sqs_tasks_worker at {t['concurrency']}, "
+            f"{window}): {t['tasks_per_second']:.1f} tasks/s, receive + delete "
+            f"{t['receive_delete_per_task']:.2f}/task, "
+            f"moto {t['moto_cpu_ms_per_task']:.1f} ms CPU/task"
+        )
     drains = latency.get("drain", [])
     if drains:
         lines.append(f"  drain of a backlog of {drains[0]['n']}:")

@@ -198,6 +198,15 @@ def measure_latency(
         found["aenqueue"] = latency.aenqueue_concurrency(100, rounds=3, meter=meter)
         _step(f"latency: end to end, {args.tasks} tasks, sqs_tasks_worker")
         found["end_to_end"] = latency.end_to_end_worker(ROOT, child_env, meter, args.tasks)
+        trickle = []
+        for window in (0.0, None, 0.0, None):  # Interleaved: no batch window, the default.
+            _step(f"latency: {args.tasks // 2} enqueue() one by one, worker at 2, window {window}")
+            trickle.append(
+                latency.end_to_end_worker(
+                    ROOT, child_env, meter, args.tasks // 2, 2, window, bulk=False
+                )
+            )
+        found["trickle"] = trickle
         drains = []
         for path, levels in (("worker", (1, 2, 4)), ("lambda", (1, 2, 5))):
             for concurrency in levels:
