@@ -1,9 +1,10 @@
 """A Lambda container fed by an SQS event source mapping, for the benchmark.
 
-Run by run.py as its own process (python -m benchmarks.esm BATCH EXPECTED), so its peak RSS
-is the handler's. The mapping is `sqs-tasks local`'s emulator (sqs_tasks/local/mapping.py)
-feeding one container, as a reserved concurrency of one would: batches of up to BATCH
-messages, one invocation of lambda_handler.handler.handler at a time, DeleteMessageBatch for
+Run by run.py as its own process (python -m benchmarks.esm BATCH EXPECTED [CONCURRENCY]), so
+its peak RSS is the handler's. The mapping is `sqs-tasks local`'s emulator
+(sqs_tasks/local/mapping.py) feeding one container, as a reserved concurrency of one would:
+batches of up to BATCH messages, one invocation of lambda_handler.handler.handler at a time
+(CONCURRENCY at a time, on threads of this process, if given), DeleteMessageBatch for
 what succeeded while the next batch runs. It stops once EXPECTED messages were deleted or
 nothing moved for IDLE_SECONDS, and prints one JSON line: counts, times, calls and peak RSS.
 """
@@ -31,7 +32,7 @@ def peak_rss_kb() -> int:
     return 0
 
 
-def main(batch_size: int, expected: int) -> dict[str, Any]:
+def main(batch_size: int, expected: int, concurrency: int = 1) -> dict[str, Any]:
     """Handle expected messages in batches of batch_size; return what it took."""
     import boto3
     from django.tasks import task_backends
@@ -42,6 +43,10 @@ def main(batch_size: int, expected: int) -> dict[str, Any]:
     from sqs_tasks.local.mapping_config import FunctionConfig, MappingConfig
     from sqs_tasks.worker.events import queue_arn
 
+    if os.environ.get("BENCH_CLAIM_AHEAD") == "0":
+        from benchmarks.drain import claim_ahead_off
+
+        claim_ahead_off()
     backend: Any = task_backends["default"]
     # The event source mapping's requests are AWS's, on a client of their own.
     sqs = boto3.session.Session().client("sqs")
@@ -65,7 +70,8 @@ def main(batch_size: int, expected: int) -> dict[str, Any]:
         # AWS asks a batching window of at least a second of a mapping whose batches exceed 10.
         batching_window=0 if batch_size <= 10 else 1,
         report_batch_item_failures=True,
-        maximum_concurrency=1,  # One container (AWS's mapping setting has a floor of 2).
+        # 1: one container (AWS's mapping setting has a floor of 2); more share this process.
+        maximum_concurrency=concurrency,
         visibility_timeout=900,
         max_receive_count=None,
         dead_letter_arn=None,
@@ -121,4 +127,4 @@ def main(batch_size: int, expected: int) -> dict[str, Any]:
 
 if __name__ == "__main__":
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchmarks.settings")
-    print(json.dumps(main(int(sys.argv[1]), int(sys.argv[2]))), flush=True)
+    print(json.dumps(main(*(int(arg) for arg in sys.argv[1:4]))), flush=True)

@@ -69,6 +69,8 @@ def capturing(client: Any, operation: str) -> Iterator[list[dict[str, Any]]]:
 
 
 _override: Any = None
+# Where the backend's requests go when not straight to moto (the latency proxy's URL).
+ENDPOINT: str | None = None
 
 
 def fresh_queue(tag: str) -> str:
@@ -84,7 +86,9 @@ def fresh_queue(tag: str) -> str:
     url: str = sqs.create_queue(QueueName=name, Attributes=dict(QUEUE_ATTRIBUTES))["QueueUrl"]
     if _override is not None:
         _override.disable()
-    options = {"QUEUE_URLS": {"default": url}}
+    options: dict[str, Any] = {"QUEUE_URLS": {"default": url}}
+    if ENDPOINT is not None:
+        options["ENDPOINT_URL"] = ENDPOINT
     _override = override_settings(TASKS={"default": {**TASKS["default"], "OPTIONS": options}})
     _override.enable()
     return url

@@ -108,6 +108,10 @@ def render(results: dict[str, Any]) -> str:
     lines += _costs(results)
     lines += _overheads(results)
     lines += _throughput(results)
+    if "latency" in results:
+        from benchmarks.report_latency import render_latency
+
+        lines += render_latency(results["latency"])
     lines += ["", "Targets"] + [
         f"  {'met   ' if ok else 'MISSED'}  {what}" for what, ok in targets(results)
     ]

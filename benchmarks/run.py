@@ -54,6 +54,11 @@ def main() -> None:
     parser.add_argument(
         "--report-only", action="store_true", help="redo the table and plot from results.json"
     )
+    parser.add_argument(
+        "--latency-only", action="store_true", help="only the figures under the latency model"
+    )
+    parser.add_argument("--no-latency", action="store_true", help="skip the latency model")
+    parser.add_argument("--backlog", type=int, default=1000, help="tasks drained per drain run")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     if args.report_only:
@@ -88,6 +93,12 @@ def main() -> None:
         import django
 
         django.setup()
+        if not args.no_latency:
+            results["latency"] = measure_latency(args, child_env, server.url)
+        if args.latency_only:
+            (OUT / "latency.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+            report_latency(results)
+            return
         results.update(measure_ours(args, child_env))
         results["cold_start"] = measure_cold(args, aws)
         if not args.no_peers:
@@ -111,6 +122,16 @@ def report(results: dict[str, Any]) -> None:
     (OUT / "results.txt").write_text(text + "\n")
     plot(results, OUT / "throughput.png")
     print(f"\nWrote {OUT / 'results.txt'}, results.json and throughput.png")
+
+
+def report_latency(results: dict[str, Any]) -> None:
+    """Print and save the latency model's table alone."""
+    from benchmarks.report_latency import render_latency
+
+    text = "\n".join([results["machine"], *render_latency(results["latency"])])
+    print(text)
+    (OUT / "latency.txt").write_text(text + "\n")
+    print(f"\nWrote {OUT / 'latency.txt'} and latency.json")
 
 
 SERVER_PID = 0
@@ -158,6 +179,63 @@ def measure_ours(args: argparse.Namespace, child_env: dict[str, str]) -> dict[st
             _with_server_cpu(lambda n=n, b=batch: ours.end_to_end(ROOT, child_env, n=n, batch=b))
         )
     return {"single": single, "bulk": bulk, "handler": handler, "end_to_end": runs}
+
+
+def measure_latency(
+    args: argparse.Namespace, child_env: dict[str, str], upstream: str
+) -> dict[str, Any]:
+    """Everything under the latency model, through the latency proxy in front of moto."""
+    from benchmarks import latency, ours
+
+    proxy = latency.Proxy(ROOT, upstream)
+    meter = latency.Meter(proxy, SERVER_PID)
+    ours.ENDPOINT = proxy.url
+    found: dict[str, Any] = {"model": "SQS 12 ms, DynamoDB 6 ms, +-20 % (each request)"}
+    try:
+        _step("latency: enqueue() and enqueue_many() against their raw requests")
+        found["enqueue"] = latency.enqueue_figures(40, args.tasks, rounds=3)
+        _step("latency: 100 concurrent aenqueue() from one event loop")
+        found["aenqueue"] = latency.aenqueue_concurrency(100, rounds=3, meter=meter)
+        _step(f"latency: end to end, {args.tasks} tasks, sqs_tasks_worker")
+        found["end_to_end"] = latency.end_to_end_worker(ROOT, child_env, meter, args.tasks)
+        trickle = []
+        for window in (0.0, None, 0.0, None):  # Interleaved: no batch window, the default.
+            _step(f"latency: {args.tasks // 2} enqueue() one by one, worker at 2, window {window}")
+            trickle.append(
+                latency.end_to_end_worker(
+                    ROOT, child_env, meter, args.tasks // 2, 2, window, bulk=False
+                )
+            )
+        found["trickle"] = trickle
+        drains = []
+        for path, levels in (("worker", (1, 2, 4)), ("lambda", (1, 2, 5))):
+            for concurrency in levels:
+                _step(f"latency: drain {args.backlog}, {path}, concurrency {concurrency}")
+                drains.append(
+                    latency.drain(ROOT, child_env, meter, path, concurrency, args.backlog)
+                )
+        for path in ("worker", "lambda"):
+            _step(f"latency: drain {args.backlog}, {path}, concurrency 1, no claim ahead")
+            drains.append(latency.drain(ROOT, child_env, meter, path, 1, args.backlog, False))
+        found["drain"] = drains
+        if not args.no_peers:
+            from benchmarks import peer_runs
+
+            python = peer_runs.ensure_venv(ROOT)
+            peers = []
+            for name in ("django-tasks-sqs", "celery"):
+                _step(f"latency: end to end, {name}, {args.tasks} tasks")
+                try:
+                    peers.append(
+                        latency.peer(name, python, ROOT, child_env, meter, args.tasks, OUT)
+                    )
+                except Exception as e:  # Said in the table, not hidden.
+                    peers.append({"name": name, "error": f"{type(e).__name__}: {e}"})
+            found["peers"] = peers
+    finally:
+        ours.ENDPOINT = None
+        proxy.close()
+    return found
 
 
 def measure_cold(args: argparse.Namespace, aws: dict[str, str]) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from asgiref.sync import sync_to_async
+from botocore.endpoint import MAX_POOL_CONNECTIONS
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 from django.tasks import Task, TaskResult
@@ -14,6 +14,7 @@ from django.tasks.backends.base import BaseTaskBackend
 from django.tasks.exceptions import TaskResultDoesNotExist
 from django.tasks.signals import task_enqueued
 
+from . import offload
 from .arguments import check_arguments
 from .aws.queue import QueueClient
 from .aws.retries import maybe_applied
@@ -105,6 +106,14 @@ class SQSBackend(BaseTaskBackend):
         self, task: Task[P, R], args: list[Any], kwargs: dict[str, Any]
     ) -> TaskResult[P, R]:
         """Write the READY result, then send its message; undo truthfully if the send fails."""
+        result = self.store_and_send(task, args, kwargs)
+        task_enqueued.send(type(self), task_result=result)
+        return result
+
+    def store_and_send(
+        self, task: Task[P, R], args: list[Any], kwargs: dict[str, Any]
+    ) -> TaskResult[P, R]:
+        """enqueue() without its task_enqueued signal."""
         self.validate_task(task)
         producer = self.producer
         check_arguments(task.module_path, args, kwargs)  # Named, before Django's own check.
@@ -133,7 +142,6 @@ class SQSBackend(BaseTaskBackend):
                 f"Task {task.module_path} result {result.id} was stored but its SQS message "
                 f"could not be sent ({e}); the result is {outcome}."
             ) from e
-        task_enqueued.send(type(self), task_result=result)
         return result
 
     def get_result(self, result_id: str) -> TaskResult[..., Any]:
@@ -148,10 +156,6 @@ class SQSBackend(BaseTaskBackend):
         from .bulk import get_results
 
         return get_results(self.store, result_ids)
-
-    async def aget_results(self, result_ids: Iterable[str]) -> list[TaskResult[..., Any]]:
-        """See get_results()."""
-        return await sync_to_async(self.get_results, thread_sensitive=True)(result_ids)
 
     def check(self, **kwargs: Any) -> list[checks.CheckMessage]:
         """Configuration problems that would make every enqueue fail."""
@@ -168,6 +172,50 @@ class SQSBackend(BaseTaskBackend):
 
         return enqueue_many(self.producer, entries, self.validate_task, sender=type(self))
 
+    # Async: the AWS requests run on a bounded pool (sqs_tasks.offload), so concurrent calls
+    # from one event loop overlap; task_enqueued is sent as Django sends signals from async code.
+
+    @property
+    def async_width(self) -> int:
+        """How many async calls of this backend make their requests at once."""
+        width = getattr(self.config.client_config, "max_pool_connections", None)
+        return int(width or MAX_POOL_CONNECTIONS)
+
+    async def aenqueue(
+        self, task: Task[P, R], args: list[Any], kwargs: dict[str, Any]
+    ) -> TaskResult[P, R]:
+        """See enqueue()."""
+        result = await offload.run(
+            self.alias, self.async_width, self.store_and_send, task, args, kwargs
+        )
+        await task_enqueued.asend(type(self), task_result=result)
+        return result
+
+    async def aget_result(self, result_id: str) -> TaskResult[..., Any]:
+        """See get_result()."""
+        return await offload.run(self.alias, self.async_width, self.get_result, result_id)
+
+    async def aget_results(self, result_ids: Iterable[str]) -> list[TaskResult[..., Any]]:
+        """See get_results()."""
+        return await offload.run(self.alias, self.async_width, self.get_results, result_ids)
+
     async def aenqueue_many(self, entries: Iterable[BulkEntry]) -> list[TaskResult[..., Any]]:
-        """See enqueue_many()."""
-        return await sync_to_async(self.enqueue_many, thread_sensitive=True)(entries)
+        """See enqueue_many(); task_enqueued goes out for what was enqueued, even if some failed."""
+        from .bulk import enqueue_many
+
+        enqueued: list[TaskResult[..., Any]] = []
+
+        def enqueue() -> list[TaskResult[..., Any]]:
+            return enqueue_many(
+                self.producer,
+                entries,
+                self.validate_task,
+                sender=type(self),
+                announce=enqueued.append,
+            )
+
+        try:
+            return await offload.run(self.alias, self.async_width, enqueue)
+        finally:
+            for result in enqueued:
+                await task_enqueued.asend(type(self), task_result=result)

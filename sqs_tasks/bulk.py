@@ -37,11 +37,17 @@ class _Prepared:
 
 
 def enqueue_many(
-    producer: Producer, entries: Iterable[BulkEntry], validate_task: Validate, *, sender: type
+    producer: Producer,
+    entries: Iterable[BulkEntry],
+    validate_task: Validate,
+    *,
+    sender: type,
+    announce: Callable[[TaskResult[..., Any]], None] | None = None,
 ) -> list[TaskResult[..., Any]]:
     """Enqueue (task, args, kwargs) entries in input order; raise BulkEnqueueError if any fail.
 
-    validate_task is the backend's; task_enqueued is sent by sender, as enqueue() sends it.
+    validate_task is the backend's; each result enqueued is sent task_enqueued by sender, as
+    enqueue() sends it, or given to announce instead.
     """
     now = datetime.now(UTC)
     # Everything is checked before the first write, so a bad entry leaves no trace.
@@ -77,7 +83,10 @@ def enqueue_many(
         _abandon(producer, p, failures)
     for p in prepared:
         if p.index not in failures:
-            task_enqueued.send(sender, task_result=p.result)
+            if announce is None:
+                task_enqueued.send(sender, task_result=p.result)
+            else:
+                announce(p.result)
     if failures:
         raise _error(prepared, failures)
     return [p.result for p in prepared]

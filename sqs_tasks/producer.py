@@ -41,6 +41,7 @@ class Producer:
         self._clients: dict[str, Any] = {}
         self._session: Any = None
         self._lock = threading.Lock()
+        self._session_lock = threading.Lock()
 
     @cached_property
     def signing(self) -> SigningSecret | None:
@@ -62,24 +63,33 @@ class Producer:
             with self._lock:
                 client = self._clients.get(service)
                 if client is None:
-                    from .aws.session import new_session  # Deferred: settings import this module.
-
-                    if self._session is None:
-                        # One session for every service parses botocore's data once (~40 ms
-                        # less per cold start), and botocore alone skips boto3's import
-                        # (~16 ms), which adds nothing to a low-level client.
-                        self._session = new_session()
-                    region = self.config.region_name
-                    if region is None and self._session.get_config_variable("region") is None:
-                        region = os.environ.get("AWS_REGION")  # botocore reads only the default
-                    client = self._session.create_client(
-                        service,
-                        region_name=region,
-                        endpoint_url=self.config.endpoint_url,
-                        config=self.config.client_config,
-                    )
-                    self._clients[service] = client
+                    client = self._clients[service] = self.new_client(service)
         return client
+
+    def new_client(self, service: str, **config: Any) -> Any:
+        """A client of its own for service, with the backend's settings and config's on top."""
+        from botocore.config import Config
+
+        from .aws.session import new_session  # Deferred: settings import this module.
+
+        with self._session_lock:
+            if self._session is None:
+                # One session for every service parses botocore's data once (~40 ms less per
+                # cold start), and botocore alone skips boto3's import (~16 ms), which adds
+                # nothing to a low-level client.
+                self._session = new_session()
+        region = self.config.region_name
+        if region is None and self._session.get_config_variable("region") is None:
+            region = os.environ.get("AWS_REGION")  # botocore reads only the default
+        client_config = self.config.client_config
+        if config:
+            client_config = client_config.merge(Config(**config))
+        return self._session.create_client(
+            service,
+            region_name=region,
+            endpoint_url=self.config.endpoint_url,
+            config=client_config,
+        )
 
     @cached_property
     def store(self) -> ResultStore:

@@ -139,6 +139,50 @@ def test_concurrency_runs_batches_at_once(stack: Stack) -> None:
     assert len({r.worker_ids[0] for r in results}) == 3  # a fresh worker id per batch
 
 
+def test_receives_stay_batched_at_concurrency_2_while_tasks_trickle_in(
+    stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # fan_out enqueues ten tasks one at a time while it runs. A free second slot must not
+    # take each as it lands (a receive, a batch and a delete per task): the poller waits for
+    # fan_out's batch to settle (the window is long here) and receives the ten at once.
+    log = tmp_path / "ran.log"
+    worker_tasks.fan_out.enqueue(str(log), 10)
+    sizes: list[int] = []
+    receiver = Worker._receiver
+
+    def counted(worker: Worker) -> Any:
+        client = receiver(worker)
+        client.meta.events.register(
+            "after-call.sqs.ReceiveMessage",
+            lambda parsed, **kwargs: sizes.append(len(parsed.get("Messages", []))),
+            unique_id="test-receive-sizes",
+        )
+        return client
+
+    monkeypatch.setattr(Worker, "_receiver", counted)
+    worker = Worker(
+        queues=["default"], concurrency=2, wait_time=1, until_empty=True, batch_window=20
+    )
+    stats = worker.run()
+
+    assert [size for size in sizes if size] == [1, 10]
+    assert stats.deleted == 11
+    assert len(set(log.read_text().split())) == 11
+
+
+@pytest.mark.parametrize("wait_time", [0, 20])
+def test_long_polls_are_not_cut_short_by_the_read_timeout(stack: Stack, wait_time: int) -> None:
+    # An empty 20 s long poll answers after 20 s plus a round trip: a read timeout of 20 s
+    # (the backend's default) would time every one of them out and retry it.
+    worker = Worker(queues=["default"], wait_time=wait_time)
+    worker._prepare()
+    receiver = worker._receiver()
+
+    assert receiver.meta.config.read_timeout >= wait_time + 10
+    assert receiver.meta.endpoint_url == _backend().client("sqs").meta.endpoint_url
+    assert receiver.receive_message(QueueUrl=_backend().queue.url("default"))  # it works
+
+
 def test_stop_finishes_the_running_task_and_hands_back_the_rest(
     stack: Stack, tmp_path: Path
 ) -> None:

@@ -101,3 +101,12 @@ def fragile(service: str) -> str:
     if service in broken:
         raise ConnectionError(f"{service} is down")
     return f"{service} ok"
+
+
+@task(takes_context=True)
+def fan_out(context: TaskContext, log: str, count: int) -> int:
+    """Enqueue count note() runs one at a time (a trickle for the worker), then note itself."""
+    for _ in range(count):
+        note.enqueue(log)
+    _append(log, context.task_result.id)
+    return count

@@ -4,7 +4,9 @@ A Worker does what the Lambda event source mapping does, so a task runs through 
 same code (lambda_handler.handler -> sqs_tasks.worker.attempt.run_message) on ECS, EC2 or a laptop:
 
 - one poller thread per queue long-polls ReceiveMessage, but only while a batch slot is free,
-  so messages are not held invisible while nothing could start them;
+  so messages are not held invisible while nothing could start them; after a receive that
+  came back short, the next waits (while a batch runs) until a batch settles or batch_window
+  passes, so without a backlog messages still gather into batches at any concurrency;
 - each batch runs on one of `concurrency` threads, with a context whose request id is a fresh
   worker id and whose remaining time is what is left of the batch's visibility timeout (the
   runner's lease is that plus its margin, as in Lambda, instead of the 15-minute LEASE);
@@ -43,6 +45,12 @@ MAX_WAIT_TIME = 20
 MAX_VISIBILITY_TIMEOUT = 43_200
 # The handler starts no record with under 2 s left: below this, a batch would run nothing.
 MIN_VISIBILITY_TIMEOUT = 10
+# After a short receive, how long the next may wait for a running batch to settle: the most a
+# message waits on a free slot behind a long task, without a backlog.
+BATCH_WINDOW = 0.5
+# A long poll's answer comes after its wait plus a round trip: the poller's read timeout must
+# outlast the wait by this much, or every empty poll times out and is retried.
+LONG_POLL_MARGIN = 10
 # After a failed ReceiveMessage (network, throttling), wait this long before polling again.
 RECEIVE_ERROR_PAUSE = 5.0
 # After stop(), how long run() waits for pollers still in a long poll before it returns
@@ -66,6 +74,7 @@ class Worker:
         backoff_base: int = BACKOFF_BASE,
         backoff_max: int = BACKOFF_MAX,
         handler: Handler | None = None,
+        batch_window: float = BATCH_WINDOW,
     ) -> None:
         """Check the settings (ValueError says which is wrong); nothing is received yet."""
         from django.tasks import task_backends
@@ -82,6 +91,10 @@ class Worker:
             raise ValueError(
                 f"visibility timeout must be {MIN_VISIBILITY_TIMEOUT} to "
                 f"{MAX_VISIBILITY_TIMEOUT} seconds, not {visibility_timeout}"
+            )
+        if not 0 <= batch_window <= MAX_WAIT_TIME:
+            raise ValueError(
+                f"batch window must be 0 to {MAX_WAIT_TIME} seconds, not {batch_window}"
             )
         if not 0 < backoff_base <= backoff_max:
             raise ValueError("backoff must be positive and at most its cap")
@@ -108,6 +121,7 @@ class Worker:
         self.until_empty = until_empty
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
+        self.batch_window = batch_window
         self.handler = handler
         self.name = f"{socket.gethostname()}-{os.getpid()}"
         self.stats = WorkerStats()
@@ -134,6 +148,15 @@ class Worker:
 
         # task_backends keeps one backend per thread, so each thread has its own client.
         return _sqs_backend(self.backend).client("sqs")
+
+    def _receiver(self) -> Any:
+        """This thread's SQS client for long polls: its read timeout outlasts the wait."""
+        tasks_backend = _sqs_backend(self.backend)
+        sqs = tasks_backend.client("sqs")
+        needed = self.wait_time + LONG_POLL_MARGIN
+        if sqs.meta.config.read_timeout >= needed:
+            return sqs
+        return tasks_backend.producer.new_client("sqs", read_timeout=needed)
 
     def prepare(self) -> None:
         """Look up each queue's URL and visibility timeout; run() does it if not done."""
@@ -212,7 +235,7 @@ class Worker:
             self.stop()
 
     def _poll(self, queue_name: str) -> None:
-        sqs = self._sqs()
+        sqs = self._receiver()
         url = self._urls[queue_name]
         kwargs: dict[str, Any] = {
             "QueueUrl": url,
@@ -223,8 +246,9 @@ class Worker:
         }
         if self.visibility_timeout is not None:
             kwargs["VisibilityTimeout"] = self.visibility_timeout
+        full = True  # whether the last receive found a backlog (a whole batch)
         while True:
-            generation = self._slots.wait_free()
+            generation = self._slots.wait_free(0.0 if full else self.batch_window)
             if generation is None:
                 return
             received_at = time.monotonic()
@@ -234,6 +258,7 @@ class Worker:
                 logger.error("ReceiveMessage on %s failed: %s", queue_name, e)
                 self._stopping.wait(RECEIVE_ERROR_PAUSE)
                 continue
+            full = len(messages) >= self.batch_size
             if not messages:
                 self._note_empty(queue_name, generation)
                 continue

@@ -1,14 +1,20 @@
 """A worker's batch slots: when its pollers may receive, and when an until_empty run is over.
 
 Pollers receive only while a slot is free, so no message is held invisible while nothing
-could start it. For until_empty, every batch taken or settled starts a new generation (it
-may have enqueued tasks), and the worker is done once each queue was found empty within one
+could start it. A poller whose last receive came back short (the queue had no backlog) holds
+its next receive while another batch runs, until one settles or a batching window passes, so
+a trickle of messages gathers into one batch as it does at concurrency 1, instead of each
+message taking a free slot, a receive and a delete of its own.
+
+For until_empty, every batch taken or settled starts a new generation (it may have enqueued
+tasks), and the worker is done once each queue was found empty within one
 generation with no batch in flight.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 
 
@@ -21,6 +27,7 @@ class BatchSlots:
         self._cond = threading.Condition()
         self._free = count  # batch slots not running a batch
         self._in_flight = 0  # batches handed to the pool and not yet settled
+        self._settled = 0  # batches settled so far
         # For until_empty: batches taken or settled so far, and the queues whose pollers found
         # them empty since the last of those and wait for the next (or for the end).
         self._generation = 0
@@ -32,15 +39,25 @@ class BatchSlots:
             self._stopping.set()
             self._cond.notify_all()
 
-    def wait_free(self) -> int | None:
-        """Wait for a free slot without taking it: the generation then, or None if stopping."""
+    def wait_free(self, hold: float = 0.0) -> int | None:
+        """Wait for a free slot without taking it: the generation then, or None if stopping.
+
+        With hold > 0, while another batch runs, also wait until one settles or hold seconds
+        pass, whichever is first.
+        """
+        deadline = time.monotonic() + hold
         with self._cond:
-            # Receive only when a batch could start: a message waiting here is invisible.
-            while self._free == 0 and not self._stopping.is_set():
-                self._cond.wait()
-            if self._stopping.is_set():
-                return None
-            return self._generation
+            settled = self._settled
+            while not self._stopping.is_set():
+                # Receive only when a batch could start: a message waiting here is invisible.
+                if self._free == 0:
+                    self._cond.wait()
+                    continue
+                left = deadline - time.monotonic()
+                if self._in_flight == 0 or self._settled != settled or left <= 0:
+                    return self._generation
+                self._cond.wait(left)
+            return None
 
     def take(self) -> bool:
         """Take a slot for a received batch; False (nothing taken) once stopping."""
@@ -60,6 +77,7 @@ class BatchSlots:
         with self._cond:
             self._free += 1
             self._in_flight -= 1
+            self._settled += 1
             # A batch may have enqueued tasks: every queue must be polled empty again.
             self._generation += 1
             self._cond.notify_all()
