@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from contextvars import ContextVar
 from datetime import timedelta
 from typing import Any
@@ -12,9 +13,10 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from ..message import peek_priority
-from .attempt import Redeliver, run_message, send_again
+from .attempt import Attempt, Redeliver, send_again
 from .boot import batch_processor
 from .claim_ahead import ClaimAhead
+from .context import LambdaContext
 
 logger = logging.getLogger("sqs_tasks.handler")
 
@@ -31,23 +33,21 @@ def record_handler(record: SQSRecord, lambda_context: Any) -> None:
     """Run one record; raising reports it in batchItemFailures for redelivery."""
     remaining = timedelta(milliseconds=lambda_context.get_remaining_time_in_millis())
     ahead = _batch.get()
-    claiming = ahead.take(record.receipt_handle) if ahead is not None else None
+    attempt = ahead.take(record.receipt_handle) if ahead is not None else None
     try:
-        if claiming is None and remaining < MIN_REMAINING:
+        if attempt is None and remaining < MIN_REMAINING:
             send_again(record.body)
             logger.info("Record %s not started, %s left: sent again", record.message_id, remaining)
-            # sqs_tasks_worker's context counts these; Lambda's has no such method.
-            counted = getattr(lambda_context, "record_sent_again", None)
-            if counted is not None:
-                counted()
+            if isinstance(lambda_context, LambdaContext):
+                lambda_context.record_sent_again()
             return
-        run_message(
-            record.body,
-            worker_id=lambda_context.aws_request_id,
-            remaining=remaining,
-            claiming=claiming,  # Claimed ahead: it runs, its lease counted from then.
-            before_finish=ahead.after(record.receipt_handle) if ahead is not None else None,
-        )
+        if attempt is None:
+            attempt = Attempt.start(
+                record.body, worker_id=lambda_context.aws_request_id, remaining=remaining
+            )
+        # Claimed ahead, it runs with its lease counted from then.
+        before_finish = ahead.after(record.receipt_handle) if ahead is not None else None
+        _run(attempt, lambda_context, before_finish)
     except Redeliver as e:
         logger.info("Record %s left for redelivery: %s", record.message_id, e)
         raise
@@ -55,6 +55,18 @@ def record_handler(record: SQSRecord, lambda_context: Any) -> None:
         # Infrastructure trouble (DynamoDB, a forged body): SQS delivers it again.
         logger.exception("Record %s failed; left for redelivery", record.message_id)
         raise
+
+
+def _run(attempt: Attempt, context: Any, before_finish: Callable[[], None] | None) -> None:
+    """Run attempt, known to the heartbeat of a context outside Lambda while it runs."""
+    if not isinstance(context, LambdaContext):
+        attempt.run(before_finish)
+        return
+    context.running = attempt
+    try:
+        attempt.run(before_finish)
+    finally:
+        context.running = None
 
 
 def handler(event: dict[str, Any], context: Any) -> PartialItemFailureResponse:
