@@ -91,18 +91,27 @@ def new_item(result: TaskResult[..., Any], *, ttl: timedelta | None, now: dateti
     return item
 
 
+def encodable(text: str) -> str:
+    """text as valid UTF-8 can carry it: a lone surrogate becomes its escape (\\udc80)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def task_error(exc: BaseException) -> TaskError:
-    """An exception as Django records it in TaskResult.errors: class path and traceback."""
+    """An exception as Django records it in TaskResult.errors: class path and traceback.
+
+    Any exception can be recorded: text that UTF-8 cannot carry (a lone surrogate from a
+    surrogateescape'd file name, half an emoji from JSON) is escaped, not raised on.
+    """
     kind = type(exc)
     return TaskError(
-        exception_class_path=f"{kind.__module__}.{kind.__qualname__}",
-        traceback="".join(format_exception(exc)),
+        exception_class_path=encodable(f"{kind.__module__}.{kind.__qualname__}"),
+        traceback=encodable("".join(format_exception(exc))),
     )
 
 
 def error_value(error: TaskError) -> dict[str, Any]:
-    """A TaskError as a DynamoDB map."""
-    traceback = error.traceback
+    """A TaskError as a DynamoDB map (its text made encodable, should anyone build one raw)."""
+    traceback = encodable(error.traceback)
     encoded = traceback.encode()
     if len(encoded) > MAX_TRACEBACK_BYTES:
         # By bytes, not characters: 16,000 CJK characters would be 48 KB.
@@ -110,7 +119,7 @@ def error_value(error: TaskError) -> dict[str, Any]:
         traceback = "...(truncated)\n" + tail
     return {
         "M": {
-            "exception_class_path": {"S": error.exception_class_path},
+            "exception_class_path": {"S": encodable(error.exception_class_path)},
             "traceback": {"S": traceback},
         }
     }

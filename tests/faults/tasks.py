@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import threading
 from collections import Counter
 
 from django.tasks import TaskContext, task
+
+from sqs_tasks import retry
 
 _lock = threading.Lock()
 runs: Counter[str] = Counter()  # result id (or marker) -> times a task body started
@@ -67,3 +70,26 @@ def hang_worker(context: TaskContext[..., dict[str, int]], hang_attempts: int) -
 def pwned(how: str) -> None:
     """What a smuggled payload would call: never reached if nothing is unpickled or run."""
     count_run(f"pwned:{how}")
+
+
+# Text UTF-8 cannot carry, as tasks come by it: a file name decoded with surrogateescape, and
+# JSON holding half an emoji.
+UNENCODABLE = {
+    "file name": b"report-\xff.csv".decode("utf-8", "surrogateescape"),
+    "half an emoji": json.loads('"\\ud83d"'),
+}
+
+
+@task(takes_context=True)
+def fail_unencodably(context: TaskContext[..., None], shape: str) -> None:
+    """Count this run, then fail with an error whose text holds a lone surrogate."""
+    count_run(context.task_result.id)
+    raise ValueError(f"cannot open {UNENCODABLE[shape]}")
+
+
+@retry(max_attempts=2, retry_backoff=1, retry_backoff_max=1)
+@task(takes_context=True)
+def fail_unencodably_twice(context: TaskContext[..., None], shape: str) -> None:
+    """fail_unencodably, retried once."""
+    count_run(context.task_result.id)
+    raise ValueError(f"cannot open {UNENCODABLE[shape]}")
