@@ -18,6 +18,10 @@ class PayloadTooLarge(InvalidTask):
     """The task's arguments are larger than a result item may hold."""
 
 
+class ArgumentsTooDeep(ValueError):
+    """The task's arguments nest deeper than a worker can rebuild them."""
+
+
 class InvalidTaskPath(InvalidTask):
     """A result names something that is not an importable Task."""
 

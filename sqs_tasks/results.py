@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import secrets
 import zlib
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from traceback import format_exception
 from typing import Any
@@ -14,7 +15,7 @@ from django.tasks.base import TaskError
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from .exceptions import InvalidTaskPath
+from .exceptions import ArgumentsTooDeep, InvalidTaskPath
 
 Item = dict[str, Any]  # DynamoDB attribute values, as the low-level client speaks them
 
@@ -28,6 +29,10 @@ MAX_TRACEBACK_BYTES = 16_000
 PENDING_TTL = timedelta(days=15)
 # What a write besides the errors may still add to an item (status, timestamps, TTL).
 WRITE_HEADROOM_BYTES = 2048
+# Lists and objects inside one another in a task's arguments (the args list counts): the worker
+# rebuilds them recursively (Django's normalize_json), so depth near the recursion limit fails
+# there, not at enqueue, unless enqueue refuses it.
+MAX_ARGUMENT_DEPTH = 100
 DROPPED_TRACEBACK = "(traceback dropped: the result reached DynamoDB's 400 KB item limit)"
 
 
@@ -143,10 +148,36 @@ def errors_with(item: Item, error: TaskError) -> dict[str, Any]:
     return {"L": errors}
 
 
+def argument_depth(value: Any, limit: int = MAX_ARGUMENT_DEPTH) -> int:
+    """How deep lists and mappings nest in value, counted up to limit + 1 (no recursion)."""
+    deepest = 0
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        obj, depth = pending.pop()
+        if isinstance(obj, str | bytes) or not isinstance(obj, Mapping | Sequence):
+            continue
+        deepest = max(deepest, depth)
+        if depth > limit:  # Stop there: a list that holds itself nests for ever.
+            break
+        children = [*obj.keys(), *obj.values()] if isinstance(obj, Mapping) else obj
+        pending.extend((child, depth + 1) for child in children)
+    return deepest
+
+
 def ready_result[**P, R](
     task: Task[P, R], args: list[Any], kwargs: dict[str, Any], *, backend: str, now: datetime
 ) -> TaskResult[P, R]:
-    """A fresh READY result; building it JSON-normalises args and kwargs as Django does."""
+    """A fresh READY result; building it JSON-normalises args and kwargs as Django does.
+
+    Arguments nested over MAX_ARGUMENT_DEPTH deep are refused first (ArgumentsTooDeep).
+    """
+    depth = max(argument_depth(args), argument_depth(kwargs))
+    if depth > MAX_ARGUMENT_DEPTH:
+        raise ArgumentsTooDeep(
+            f"Task {task.module_path} arguments nest more than {MAX_ARGUMENT_DEPTH} lists or "
+            f"mappings deep (the args list and kwargs mapping count); the limit is "
+            f"{MAX_ARGUMENT_DEPTH}. Flatten them, or pass a reference (an S3 key, a primary key)."
+        )
     return TaskResult(
         task=task,
         # 128 random bits from one system call, where get_random_string(32) makes 32.

@@ -13,7 +13,6 @@ from typing import Any
 from django.db import close_old_connections
 from django.tasks import TaskContext, TaskResult, TaskResultStatus, task_backends
 from django.tasks.base import TaskError
-from django.tasks.exceptions import InvalidTask
 from django.tasks.signals import task_finished, task_started
 from django.utils.json import normalize_json
 
@@ -129,7 +128,9 @@ class Attempt:
         try:
             try:
                 result = self.rebuild(item)
-            except InvalidTask as e:
+            except Exception as e:
+                # Never run what cannot be rebuilt as a valid Task here, nor redeliver it: the
+                # same item fails the same way on every receive (RecursionError included).
                 self.refuse(item, e)
                 return
             self.execute(item, result)
@@ -164,7 +165,8 @@ class Attempt:
 
     def refuse(self, item: Item, error: Exception) -> None:
         """End the claimed result FAILED with error, its task never run."""
-        # InvalidTaskPath: not a Task at all; else e.g. a queue this worker no longer lists.
+        # InvalidTaskPath: not a Task at all; InvalidTask: e.g. a queue this worker no longer
+        # lists; else arguments that cannot be rebuilt (nested too deep to normalise).
         logger.error("Refused result %s: %s", self.envelope.result_id, error)
         self.backend.store.finish(item, now=datetime.now(UTC), error=task_error(error))
 
