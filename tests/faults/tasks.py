@@ -93,3 +93,13 @@ def fail_unencodably_twice(context: TaskContext[..., None], shape: str) -> None:
     """fail_unencodably, retried once."""
     count_run(context.task_result.id)
     raise ValueError(f"cannot open {UNENCODABLE[shape]}")
+
+
+@retry(max_attempts=3, retry_backoff=60, retry_backoff_max=60)
+@task(takes_context=True)
+def succeed_on_third(context: TaskContext[..., int]) -> int:
+    """Count this run; fail attempts 1 and 2 (retried 30 to 60 s later), return on the 3rd."""
+    count_run(context.task_result.id)
+    if context.attempt < 3:
+        raise ConnectionError(f"attempt {context.attempt} failed on purpose")
+    return context.attempt
