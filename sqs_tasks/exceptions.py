@@ -30,6 +30,10 @@ class ResultTooLarge(TaskException):
     """The task's return value is larger than a result item may hold."""
 
 
+class TaskTimedOut(TaskException):
+    """The task was still running as its Lambda invocation was about to time out."""
+
+
 class WorkerLost(TaskException):
     """The task's message was dead-lettered: its workers kept dying or timing out."""
 

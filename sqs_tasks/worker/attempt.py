@@ -4,6 +4,7 @@ ImmediateBackend does, and record the outcome (finish, retry or refuse)."""
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from contextvars import ContextVar
@@ -18,7 +19,7 @@ from django.utils.json import normalize_json
 
 from ..aws.store import READY, RUNNING, TERMINAL, Claim
 from ..backend import SQSBackend
-from ..exceptions import InvalidTaskPath, ResultTooLarge
+from ..exceptions import InvalidTaskPath, ResultTooLarge, TaskTimedOut
 from ..message import Envelope, MessageError, decode
 from ..results import (
     MAX_ITEM_BYTES,
@@ -54,18 +55,18 @@ class TaskLogFilter(logging.Filter):
         return True
 
 
-def backend_of(envelope: Envelope) -> SQSBackend:
+def backend_of(alias: str) -> SQSBackend:
     """The SQSBackend a message names."""
-    backend = task_backends[envelope.backend]
+    backend = task_backends[alias]
     if not isinstance(backend, SQSBackend):
-        raise MessageError(f"backend {envelope.backend!r} is not an SQSBackend")
+        raise MessageError(f"backend {alias!r} is not an SQSBackend")
     return backend
 
 
 def send_again(body: str) -> None:
     """Put an unstarted message back on its queue as a fresh one, due now."""
     envelope = decode(body)  # Only a genuine message goes back.
-    backend_of(envelope).queue.send(envelope.queue_name, body)
+    backend_of(envelope.backend).queue.send(envelope.queue_name, body)
 
 
 class Attempt:
@@ -91,6 +92,11 @@ class Attempt:
         # The claimed item while the attempt holds it: what lease extensions are fenced on.
         self._held: Item | None = None
         self._before_finish: Callable[[], None] | None = None
+        # What time_out() (another thread) and execute() agree on under the lock: the running
+        # body's claim and result, and the error it timed out with, if it did.
+        self._lock = threading.Lock()
+        self._running: tuple[Item, TaskResult[..., Any]] | None = None
+        self._timed_out: TaskTimedOut | None = None
 
     @classmethod
     def start(
@@ -103,7 +109,7 @@ class Attempt:
     ) -> Attempt:
         """Decode body and claim its result, on pool if given (else now); MessageError if forged."""
         envelope = decode(body)
-        backend = backend_of(envelope)
+        backend = backend_of(envelope.backend)
         now = datetime.now(UTC)
         lease = remaining + LEASE_MARGIN if remaining is not None else backend.config.lease
         args = (envelope.result_id, worker_id, now, now + lease)
@@ -170,8 +176,26 @@ class Attempt:
         logger.error("Refused result %s: %s", self.envelope.result_id, error)
         self.backend.store.finish(item, now=datetime.now(UTC), error=task_error(error))
 
+    def time_out(self, error: TaskTimedOut) -> None:
+        """From another thread, before the invocation is killed: end this attempt with error.
+
+        A running body's claim is failed (or retried, if the task retries on error) now; a body
+        not started yet never starts. A body that returns after all is refused by the fence.
+        """
+        with self._lock:
+            self._timed_out = error
+            running = self._running
+        if running is not None:
+            self._end_timed_out(*running, error)
+
     def execute(self, item: Item, result: TaskResult[..., Any]) -> None:
         """Run the task like django.tasks' ImmediateBackend, recording the outcome first."""
+        with self._lock:
+            timed_out = self._timed_out
+            self._running = (item, result) if timed_out is None else None
+        if timed_out is not None:
+            self._end_timed_out(item, result, timed_out)
+            return
         task = result.task
         close_old_connections()
         try:
@@ -251,6 +275,15 @@ class Attempt:
             task.max_attempts,
             run_after,
         )
+
+    def _end_timed_out(self, item: Item, result: TaskResult[..., Any], error: TaskTimedOut) -> None:
+        task = result.task
+        logger.error("Result %s attempt %s: %s", result.id, result.attempts, error)
+        if isinstance(task, SQSTask) and task.should_retry(error, result.attempts):
+            self.retry(item, result, task_error(error))
+            return
+        recorded = self.backend.store.finish(item, now=datetime.now(UTC), error=task_error(error))
+        _warn_superseded(result, recorded)
 
     def _not_claimed(self, item: Item | None) -> None:
         result_id = self.envelope.result_id

@@ -23,6 +23,9 @@ class LambdaContext:
     """
 
     function_version = "$LATEST"
+    # Lambda kills an invocation at its deadline; outside it nothing does (the heartbeat moves
+    # the deadline on, and a stopping worker lets its running task finish).
+    kills_at_deadline = False
 
     def __init__(
         self,

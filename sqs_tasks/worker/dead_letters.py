@@ -59,7 +59,7 @@ def record_handler(record: SQSRecord) -> None:
         f"The message for this result was dead-lettered after {receives} receives: its "
         "workers died, timed out or could not claim it before the queue's maxReceiveCount."
     )
-    store = backend_of(envelope).store
+    store = backend_of(envelope.backend).store
     sent = datetime.fromtimestamp(int(record.attributes.sent_timestamp) / 1000, UTC)
     failed = store.fail_abandoned(
         envelope.result_id,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -17,24 +19,38 @@ from .attempt import Attempt, Redeliver, send_again
 from .boot import batch_processor
 from .claim_ahead import ClaimAhead
 from .context import LambdaContext
+from .deadline import Deadline
 
 logger = logging.getLogger("sqs_tasks.handler")
 
 # Below this much time left, a record is not started: it goes back to its queue as a fresh
-# message, so the receives that dead-letter a message count only attempts that ran.
+# message, so the receives that dead-letter a message count only attempts that ran. In Lambda,
+# the attempt still running then is ended TaskTimedOut, before Lambda kills the batch.
 MIN_REMAINING = timedelta(seconds=2)
 
 
-# The batch handler() is running, for its records' claims made ahead.
-_batch: ContextVar[ClaimAhead | None] = ContextVar("sqs_tasks_batch", default=None)
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    """The batch handler() is running: its records' claims made ahead, and its deadline."""
+
+    ahead: ClaimAhead
+    deadline: Deadline | None  # None outside Lambda, where nothing kills a batch at its deadline
+
+
+_batch: ContextVar[_Batch | None] = ContextVar("sqs_tasks_batch", default=None)
 
 
 def record_handler(record: SQSRecord, lambda_context: Any) -> None:
     """Run one record; raising reports it in batchItemFailures for redelivery."""
     remaining = timedelta(milliseconds=lambda_context.get_remaining_time_in_millis())
-    ahead = _batch.get()
+    batch = _batch.get()
+    ahead = batch.ahead if batch is not None else None
+    deadline = batch.deadline if batch is not None else None
     attempt = ahead.take(record.receipt_handle) if ahead is not None else None
     try:
+        if deadline is not None and not deadline.begin(record.receipt_handle):
+            logger.info("Record %s not started, out of time: sent again", record.message_id)
+            return
         if attempt is None and remaining < MIN_REMAINING:
             send_again(record.body)
             logger.info("Record %s not started, %s left: sent again", record.message_id, remaining)
@@ -47,7 +63,8 @@ def record_handler(record: SQSRecord, lambda_context: Any) -> None:
             )
         # Claimed ahead, it runs with its lease counted from then.
         before_finish = ahead.after(record.receipt_handle) if ahead is not None else None
-        _run(attempt, lambda_context, before_finish)
+        with _running(attempt, lambda_context, deadline):
+            attempt.run(before_finish)
     except Redeliver as e:
         logger.info("Record %s left for redelivery: %s", record.message_id, e)
         raise
@@ -57,26 +74,38 @@ def record_handler(record: SQSRecord, lambda_context: Any) -> None:
         raise
 
 
-def _run(attempt: Attempt, context: Any, before_finish: Callable[[], None] | None) -> None:
-    """Run attempt, known to the heartbeat of a context outside Lambda while it runs."""
-    if not isinstance(context, LambdaContext):
-        attempt.run(before_finish)
-        return
-    context.running = attempt
+@contextmanager
+def _running(attempt: Attempt, context: Any, deadline: Deadline | None) -> Iterator[None]:
+    """Make attempt known, while it runs, to the heartbeat outside Lambda or the deadline in it."""
+    if isinstance(context, LambdaContext):
+        context.running = attempt
+    if deadline is not None:
+        deadline.track(attempt)
     try:
-        attempt.run(before_finish)
+        yield
     finally:
-        context.running = None
+        if deadline is not None:
+            deadline.track(None)
+        if isinstance(context, LambdaContext):
+            context.running = None
 
 
 def handler(event: dict[str, Any], context: Any) -> PartialItemFailureResponse:
     """Lambda entry point for the SQS event source mappings."""
     # Higher priority first within the batch; sorted() is stable, so FIFO within a priority.
-    event["Records"] = sorted(event.get("Records", []), key=lambda r: -peek_priority(r["body"]))
-    token = _batch.set(ClaimAhead(event["Records"], context, MIN_REMAINING))
-    try:
-        return process_partial_response(
-            event=event, record_handler=record_handler, processor=batch_processor(), context=context
-        )
-    finally:
-        _batch.reset(token)
+    records = sorted(event.get("Records", []), key=lambda r: -peek_priority(r["body"]))
+    event["Records"] = records
+    with ExitStack() as stack:
+        deadline = None
+        if getattr(context, "kills_at_deadline", True):  # Lambda's own context does.
+            deadline = stack.enter_context(Deadline(records, context, MIN_REMAINING))
+        token = _batch.set(_Batch(ClaimAhead(records, context, MIN_REMAINING), deadline))
+        try:
+            return process_partial_response(
+                event=event,
+                record_handler=record_handler,
+                processor=batch_processor(),
+                context=context,
+            )
+        finally:
+            _batch.reset(token)

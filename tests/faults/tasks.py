@@ -103,3 +103,17 @@ def succeed_on_third(context: TaskContext[..., int]) -> int:
     if context.attempt < 3:
         raise ConnectionError(f"attempt {context.attempt} failed on purpose")
     return context.attempt
+
+
+killed = threading.Event()  # set by the test once Lambda would have killed the invocation
+
+
+@task(takes_context=True, priority=10)
+def hang_until_killed(context: TaskContext[..., None]) -> None:
+    """Count this run, then hang until the test kills its invocation.
+
+    KeyboardInterrupt, which the worker records nowhere, stands in for the kill.
+    """
+    count_run(context.task_result.id)
+    killed.wait(timeout=60)
+    raise KeyboardInterrupt("killed with its invocation")

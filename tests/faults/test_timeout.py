@@ -1,0 +1,79 @@
+"""A task that outlives its Lambda invocation: ended TaskTimedOut before Lambda kills the
+batch, whose unstarted records go back as fresh messages, so none is dead-lettered unrun."""
+
+from __future__ import annotations
+
+import threading
+import time
+from contextlib import suppress
+from datetime import timedelta
+from typing import Any
+
+from django.tasks import TaskResultStatus
+
+from sqs_tasks.exceptions import TaskTimedOut
+from sqs_tasks.testing import MAX_RECEIVE_COUNT, QUEUE_ATTRIBUTES, Stack
+from sqs_tasks.worker.context import LambdaContext
+from tests.faults import tasks
+from tests.faults.support import Message, delete, dlq_url, invoke, queue_depth, receive_all
+
+VISIBILITY = timedelta(seconds=int(QUEUE_ATTRIBUTES["VisibilityTimeout"]))
+TIMEOUT = 4.0  # seconds: the function's timeout in this test
+MATES = 3
+
+
+class _Invocation(LambdaContext):
+    """The context of a Lambda invocation TIMEOUT seconds long, which Lambda kills then."""
+
+    kills_at_deadline = True
+
+    def __init__(self) -> None:
+        super().__init__(deadline=time.monotonic() + TIMEOUT)
+
+
+def _invoke_until_killed(messages: list[Message]) -> set[str] | None:
+    """One invocation of messages, killed at its deadline as Lambda does: the ids it wants
+    back, or None when it was killed (and answered nothing)."""
+    answered: list[set[str]] = []
+
+    def run() -> None:
+        with suppress(KeyboardInterrupt):  # the kill
+            answered.append(invoke(messages, context=_Invocation()))
+
+    invocation = threading.Thread(target=run)
+    invocation.start()
+    invocation.join(timeout=TIMEOUT)  # Lambda's own timer, not a wait for the code under test
+    tasks.killed.set()
+    invocation.join()
+    tasks.killed.clear()
+    return answered[0] if answered else None
+
+
+def test_a_hanging_task_dead_letters_none_of_its_batch_mates(stack: Stack, clock: Any) -> None:
+    """1 hanging task (first in its batch) and 3 batch-mates, over 6 receives: the hanging one
+    runs once and ends FAILED TaskTimedOut; each mate runs once, SUCCESSFUL; 0 dead letters."""
+    hanging = tasks.hang_until_killed.enqueue()
+    mates = [tasks.tally.enqueue(n) for n in range(MATES)]
+
+    killed = 0
+    for _ in range(MAX_RECEIVE_COUNT + 1):
+        batch = receive_all()
+        if batch:
+            failed = _invoke_until_killed(batch)
+            if failed is None:
+                killed += 1
+            else:  # As the event source mapping settles an answered batch.
+                delete([m for m in batch if m["MessageId"] not in failed])
+        clock.shift(VISIBILITY + timedelta(seconds=1))
+
+    for mate in mates:
+        mate.refresh()
+        assert (mate.status, mate.attempts) == (TaskResultStatus.SUCCESSFUL, 1)
+        assert tasks.runs[mate.id] == 1
+    assert queue_depth(dlq_url()) == (0, 0)
+    assert queue_depth() == (0, 0)
+    hanging.refresh()
+    assert killed == 1
+    assert (hanging.status, hanging.attempts) == (TaskResultStatus.FAILED, 1)
+    assert [e.exception_class for e in hanging.errors] == [TaskTimedOut]
+    assert tasks.runs[hanging.id] == 1
