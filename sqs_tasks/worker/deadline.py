@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
+from ..backend import SQSBackend
 from ..exceptions import TaskTimedOut
 from ..message import MessageError, decode
 from .attempt import Attempt, backend_of
@@ -33,6 +34,8 @@ class Deadline:
         self._running: Attempt | None = None
         self._expired = False
         self._sent_back: set[str] = set()
+        # The handler thread's backends, by alias: their clients serve this thread too.
+        self._backends: dict[str, SQSBackend] = {}
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="sqs-tasks-deadline", daemon=True)
 
@@ -55,6 +58,8 @@ class Deadline:
         with self._lock:
             self._running = attempt
             expired = self._expired
+            if attempt is not None:
+                self._backends.setdefault(attempt.envelope.backend, attempt.backend)
         if attempt is not None and expired:
             attempt.time_out(self._error())
 
@@ -86,7 +91,7 @@ class Deadline:
             except Exception:
                 # Its lease lapses and a redelivery claims it again; the batch-mates still go.
                 logger.exception("Could not record the timeout of the running attempt")
-        sent = _send_back(unstarted)
+        sent = _send_back(unstarted, self._backends)
         with self._lock:
             self._sent_back |= sent
         logger.warning(
@@ -96,7 +101,7 @@ class Deadline:
         )
 
 
-def _send_back(bodies: dict[str, str]) -> set[str]:
+def _send_back(bodies: dict[str, str], backends: dict[str, SQSBackend]) -> set[str]:
     """Send each body (by receipt handle) to its queue again; the receipt handles sent."""
     by_queue: dict[tuple[str, str], list[tuple[str, str, int]]] = defaultdict(list)
     for handle, body in bodies.items():
@@ -108,7 +113,8 @@ def _send_back(bodies: dict[str, str]) -> set[str]:
     sent: set[str] = set()
     for (alias, queue_name), messages in by_queue.items():
         try:
-            failed = backend_of(alias).queue.send_many(queue_name, messages)
+            backend = backends.get(alias) or backend_of(alias)
+            failed = backend.queue.send_many(queue_name, messages)
         except Exception:
             logger.exception("Could not send %s records back to %s", len(messages), queue_name)
             continue
