@@ -180,11 +180,11 @@ class Attempt:
         """From another thread, before the invocation is killed: end this attempt with error.
 
         A running body's claim is failed (or retried, if the task retries on error) now; a body
-        not started yet never starts. A body that returns after all is refused by the fence.
+        not started yet never starts; a body that returns after all records nothing.
         """
         with self._lock:
             self._timed_out = error
-            running = self._running
+            running, self._running = self._running, None
         if running is not None:
             self._end_timed_out(*running, error)
 
@@ -209,12 +209,16 @@ class Attempt:
             # If the user tried to terminate, let them; the lease lets another worker retry.
             raise
         except BaseException as e:
+            if not self._body_returned():
+                return
             if isinstance(task, SQSTask) and task.should_retry(e, result.attempts):
                 self.retry(item, result, task_error(e))
             else:
                 self.finish(item, result, error=task_error(e))
             return
         else:
+            if not self._body_returned():
+                return
             try:
                 return_value = normalize_json(raw)
                 return_json = dumps(return_value)
@@ -275,6 +279,14 @@ class Attempt:
             task.max_attempts,
             run_after,
         )
+
+    def _body_returned(self) -> bool:
+        """Whether this thread records the outcome: False if time_out() took the attempt over."""
+        with self._lock:
+            running, self._running = self._running, None
+        if running is None:
+            logger.warning("Result %s returned after it timed out", self.envelope.result_id)
+        return running is not None
 
     def _end_timed_out(self, item: Item, result: TaskResult[..., Any], error: TaskTimedOut) -> None:
         task = result.task
