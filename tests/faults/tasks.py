@@ -118,3 +118,15 @@ def hang_until_killed(context: TaskContext[..., None], returns: bool) -> None:
     killed.wait(timeout=60)
     if not returns:
         raise KeyboardInterrupt("killed with its invocation")
+
+
+@retry(max_attempts=2, retry_backoff=1, retry_backoff_max=1)
+@task(takes_context=True, priority=10)
+def hang_first_attempt(context: TaskContext[..., int], returns: bool) -> int:
+    """hang_until_killed on attempt 1, retried (1 s later); attempt 2 returns its number."""
+    count_run(context.task_result.id)
+    if context.attempt == 1:
+        killed.wait(timeout=60)
+        if not returns:
+            raise KeyboardInterrupt("killed with its invocation")
+    return context.attempt

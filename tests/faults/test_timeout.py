@@ -51,14 +51,22 @@ def _invoke_until_killed(messages: list[Message]) -> set[str] | None:
     return answered[0] if answered else None
 
 
+@pytest.mark.parametrize(
+    ("task", "ends"),
+    [
+        (tasks.hang_until_killed, (TaskResultStatus.FAILED, 1)),
+        (tasks.hang_first_attempt, (TaskResultStatus.SUCCESSFUL, 2)),
+    ],
+    ids=["fails", "retried"],
+)
 @pytest.mark.parametrize("returns", [False, True], ids=["killed", "returns-late"])
 def test_a_hanging_task_dead_letters_none_of_its_batch_mates(
-    stack: Stack, clock: Any, returns: bool
+    stack: Stack, clock: Any, returns: bool, task: Any, ends: tuple[TaskResultStatus, int]
 ) -> None:
-    """1 hanging task (first in its batch) and 3 batch-mates, over 6 receives: the hanging one
-    runs once and ends FAILED TaskTimedOut, even if it returns after all; each mate runs once,
-    SUCCESSFUL; 0 dead letters."""
-    hanging = tasks.hang_until_killed.enqueue(returns)
+    """1 hanging task (first in its batch) and 3 batch-mates, over 6 receives: the hanging
+    attempt runs once and ends TaskTimedOut (FAILED, or retried if the task retries), even if
+    it returns after all; each mate runs once, SUCCESSFUL; 0 dead letters."""
+    hanging = task.enqueue(returns)
     mates = [tasks.tally.enqueue(n) for n in range(MATES)]
 
     killed = 0
@@ -80,6 +88,6 @@ def test_a_hanging_task_dead_letters_none_of_its_batch_mates(
     assert queue_depth() == (0, 0)
     hanging.refresh()
     assert killed == (0 if returns else 1)
-    assert (hanging.status, hanging.attempts) == (TaskResultStatus.FAILED, 1)
+    assert (hanging.status, hanging.attempts) == ends
     assert [e.exception_class for e in hanging.errors] == [TaskTimedOut]
-    assert tasks.runs[hanging.id] == 1
+    assert tasks.runs[hanging.id] == hanging.attempts
