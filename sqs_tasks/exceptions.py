@@ -21,6 +21,10 @@ class PayloadTooLarge(InvalidTask):
     """The task's arguments are larger than a result item may hold."""
 
 
+class ArgumentsTooDeep(ValueError):
+    """The task's arguments nest deeper than a worker can rebuild them."""
+
+
 class InvalidTaskPath(InvalidTask):
     """A result names something that is not an importable Task."""
 
@@ -35,6 +39,10 @@ class SigningKeyUnavailable(TaskException):
 
 class ResultTooLarge(TaskException):
     """The task's return value is larger than a result item may hold."""
+
+
+class TaskTimedOut(TaskException):
+    """The task was still running as its Lambda invocation was about to time out."""
 
 
 class WorkerLost(TaskException):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import secrets
 import zlib
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from traceback import format_exception
 from typing import Any
@@ -14,7 +15,7 @@ from django.tasks.base import TaskError
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from .exceptions import InvalidTaskPath
+from .exceptions import ArgumentsTooDeep, InvalidTaskPath
 
 Item = dict[str, Any]  # DynamoDB attribute values, as the low-level client speaks them
 
@@ -28,6 +29,10 @@ MAX_TRACEBACK_BYTES = 16_000
 PENDING_TTL = timedelta(days=15)
 # What a write besides the errors may still add to an item (status, timestamps, TTL).
 WRITE_HEADROOM_BYTES = 2048
+# Lists and objects inside one another in a task's arguments (the args list counts): the worker
+# rebuilds them recursively (Django's normalize_json), so depth near the recursion limit fails
+# there, not at enqueue, unless enqueue refuses it.
+MAX_ARGUMENT_DEPTH = 100
 DROPPED_TRACEBACK = "(traceback dropped: the result reached DynamoDB's 400 KB item limit)"
 
 
@@ -91,18 +96,27 @@ def new_item(result: TaskResult[..., Any], *, ttl: timedelta | None, now: dateti
     return item
 
 
+def encodable(text: str) -> str:
+    """text as valid UTF-8 can carry it: a lone surrogate becomes its escape (\\udc80)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def task_error(exc: BaseException) -> TaskError:
-    """An exception as Django records it in TaskResult.errors: class path and traceback."""
+    """An exception as Django records it in TaskResult.errors: class path and traceback.
+
+    Any exception can be recorded: text that UTF-8 cannot carry (a lone surrogate from a
+    surrogateescape'd file name, half an emoji from JSON) is escaped, not raised on.
+    """
     kind = type(exc)
     return TaskError(
-        exception_class_path=f"{kind.__module__}.{kind.__qualname__}",
-        traceback="".join(format_exception(exc)),
+        exception_class_path=encodable(f"{kind.__module__}.{kind.__qualname__}"),
+        traceback=encodable("".join(format_exception(exc))),
     )
 
 
 def error_value(error: TaskError) -> dict[str, Any]:
-    """A TaskError as a DynamoDB map."""
-    traceback = error.traceback
+    """A TaskError as a DynamoDB map (its text made encodable, should anyone build one raw)."""
+    traceback = encodable(error.traceback)
     encoded = traceback.encode()
     if len(encoded) > MAX_TRACEBACK_BYTES:
         # By bytes, not characters: 16,000 CJK characters would be 48 KB.
@@ -110,7 +124,7 @@ def error_value(error: TaskError) -> dict[str, Any]:
         traceback = "...(truncated)\n" + tail
     return {
         "M": {
-            "exception_class_path": {"S": error.exception_class_path},
+            "exception_class_path": {"S": encodable(error.exception_class_path)},
             "traceback": {"S": traceback},
         }
     }
@@ -134,10 +148,36 @@ def errors_with(item: Item, error: TaskError) -> dict[str, Any]:
     return {"L": errors}
 
 
+def argument_depth(value: Any, limit: int = MAX_ARGUMENT_DEPTH) -> int:
+    """How deep lists and mappings nest in value, counted up to limit + 1 (no recursion)."""
+    deepest = 0
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        obj, depth = pending.pop()
+        if isinstance(obj, str | bytes) or not isinstance(obj, Mapping | Sequence):
+            continue
+        deepest = max(deepest, depth)
+        if depth > limit:  # Stop there: a list that holds itself nests for ever.
+            break
+        children = [*obj.keys(), *obj.values()] if isinstance(obj, Mapping) else obj
+        pending.extend((child, depth + 1) for child in children)
+    return deepest
+
+
 def ready_result[**P, R](
     task: Task[P, R], args: list[Any], kwargs: dict[str, Any], *, backend: str, now: datetime
 ) -> TaskResult[P, R]:
-    """A fresh READY result; building it JSON-normalises args and kwargs as Django does."""
+    """A fresh READY result; building it JSON-normalises args and kwargs as Django does.
+
+    Arguments nested over MAX_ARGUMENT_DEPTH deep are refused first (ArgumentsTooDeep).
+    """
+    depth = max(argument_depth(args), argument_depth(kwargs))
+    if depth > MAX_ARGUMENT_DEPTH:
+        raise ArgumentsTooDeep(
+            f"Task {task.module_path} arguments nest more than {MAX_ARGUMENT_DEPTH} lists or "
+            f"mappings deep (the args list and kwargs mapping count); the limit is "
+            f"{MAX_ARGUMENT_DEPTH}. Flatten them, or pass a reference (an S3 key, a primary key)."
+        )
     return TaskResult(
         task=task,
         # 128 random bits from one system call, where get_random_string(32) makes 32.

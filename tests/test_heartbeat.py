@@ -164,3 +164,21 @@ def test_a_batch_that_waited_for_its_slot_beats_before_its_first_record(
     result.refresh()
     assert (result.status, result.attempts) == (TaskResultStatus.SUCCESSFUL, 1)
     assert tasks.runs["late start"] == 1
+
+
+def test_a_stale_attempt_neither_extends_nor_finishes_over_a_newer_one(
+    batch: Batch, time_machine: Any
+) -> None:
+    """Its lease lapsed and another worker claimed the result: the stale attempt's beat leaves
+    the newer lease alone, and its outcome is refused when its task returns."""
+    now = START + timedelta(seconds=VISIBILITY + 31)  # past the lease, START + 90 s
+    time_machine.move_to(now)
+    newer = batch.store.claim(batch.result.id, "test-worker-2", now, now + timedelta(minutes=5))
+    assert newer.claimed
+
+    Heartbeat(batch.sqs, batch.url, batch.messages, batch.context, VISIBILITY).beat()
+    assert batch.store.get(batch.result.id) == newer.item
+
+    batch.finish()
+    assert batch.store.get(batch.result.id) == newer.item
+    assert tasks.runs["hold"] == 1

@@ -40,8 +40,17 @@ COND_CLAIMABLE = (
 )
 # Only the attempt that holds the claim may record its outcome.
 COND_OWNER = "#status = :running AND attempts = :attempt"
-# Abandoned: never sent, or dead-lettered while no live worker holds it.
+# Abandoned: never sent (enqueue's send failed), or left by a worker that died.
 COND_ABANDONED = "#status = :ready OR (#status = :running AND lease_until < :now)"
+# Dead-lettered while nothing else will run it: left by a worker that died, or READY and due
+# with no newer message than the letter. A READY result whose run_after is ahead waits for
+# its message or schedule; one a retry put back to READY (attempts > 0) has that retry's
+# message, sent after its attempt started, so a letter sent before then is a stale duplicate.
+COND_DEAD_LETTERED = (
+    "(#status = :ready AND (attribute_not_exists(run_after) OR run_after <= :now)"
+    " AND (attempts = :zero OR last_attempted_at < :sent))"
+    " OR (#status = :running AND lease_until < :now)"
+)
 
 FAILURES_INDEX = "failures"
 
@@ -306,9 +315,20 @@ class ResultStore:
         return self._release(item["id"]["S"], sets, COND_OWNER, values, expires)
 
     def fail_abandoned(
-        self, result_id: str, error: TaskError, *, queue_name: str, now: datetime
+        self,
+        result_id: str,
+        error: TaskError,
+        *,
+        queue_name: str,
+        now: datetime,
+        dead_letter_sent: datetime | None = None,
     ) -> bool:
-        """Mark a result nobody will run FAILED; False if it finished or a live worker holds it."""
+        """Mark a result nobody will run FAILED; False if it finished or a live worker holds it.
+
+        With dead_letter_sent (the SentTimestamp of a dead-lettered message), a READY result
+        is failed only if that letter is its last message (COND_DEAD_LETTERED).
+        """
+        condition = COND_ABANDONED
         values: dict[str, Any] = {
             ":ready": {"S": READY},
             ":running": {"S": RUNNING},
@@ -323,7 +343,11 @@ class ResultStore:
             "errors = list_append(errors, :error)",
             "failure_pk = :fpk",
         ]
-        return self._release(result_id, sets, COND_ABANDONED, values, expiry(now, self.ttl))
+        if dead_letter_sent is not None:
+            condition = COND_DEAD_LETTERED
+            values[":zero"] = {"N": "0"}
+            values[":sent"] = {"S": timestamp(dead_letter_sent)}
+        return self._release(result_id, sets, condition, values, expiry(now, self.ttl))
 
     def _release(
         self,

@@ -58,6 +58,8 @@ class Tracker:
     forged_dead_letter_arn: str | None = None
     forged_receives: int = 0
     forged_settled_by: str | None = None
+    # The forged letter the dead-letter function kept (it cannot verify it): (queue, receipt).
+    forged_kept: tuple[str, str] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def expect(self, result_id: str, expected: Expected) -> None:
@@ -83,10 +85,20 @@ class Tracker:
         if message["MessageId"] != self.forged_id:
             return
         with self.lock:
-            if mapping.queue_arn == self.forged_dead_letter_arn and outcome == "deleted":
-                self.forged_settled_by = mapping.function.name
+            if mapping.queue_arn == self.forged_dead_letter_arn:
+                # Unverifiable, it is kept in the DLQ (a batch item failure), never deleted.
+                if outcome == "failed" and self.forged_settled_by is None:
+                    self.forged_settled_by = mapping.function.name
+                    self.forged_kept = (mapping.queue_url, message["ReceiptHandle"])
             elif outcome == "failed":
                 self.forged_receives += 1
+
+    def delete_kept_forgery(self, sqs: Any) -> None:
+        """Delete the forged letter the dead-letter function kept: the run's own, now judged."""
+        with self.lock:
+            kept, self.forged_kept = self.forged_kept, None
+        if kept is not None:
+            sqs.delete_message(QueueUrl=kept[0], ReceiptHandle=kept[1])
 
     def snapshot(self) -> dict[str, Expected]:
         """The results expected so far (worker threads may add children meanwhile)."""

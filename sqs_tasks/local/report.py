@@ -51,7 +51,7 @@ def mix_table(
                 "DEAD-LETTERED" if settled else "NOT SETTLED",
                 tracker.forged_receives,
                 "",
-                f"refused each receive; settled by {settled}" if settled else "",
+                f"refused each receive; kept in the DLQ by {settled}" if settled else "",
                 "ok" if settled else "WRONG: not dead-lettered and settled",
             ]
         )

@@ -216,9 +216,12 @@ class LocalRun:
         if options.dead_letter:
             send_forged(deployment, tracker, self.mappings)
         load = enqueue_load(options.tasks, tracker, console, started) if options.tasks else None
-        timed_out = follow(
-            console, tracker, lambda: queues_idle(deployment), started, options.timeout
-        )
+
+        def idle() -> bool:
+            tracker.delete_kept_forgery(deployment.client("sqs"))
+            return queues_idle(deployment)
+
+        timed_out = follow(console, tracker, idle, started, options.timeout)
         last_finished = (tracker.last_finished_at or time.monotonic()) - started
 
         # Workers may still be running (a timeout, --keep-running): report on a snapshot.

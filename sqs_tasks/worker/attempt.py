@@ -1,25 +1,26 @@
-"""Run one SQS message: claim its result, execute the Task as Django does, record the outcome."""
+"""One attempt at one SQS message: claim its result, execute the Task as Django's
+ImmediateBackend does, and record the outcome (finish, retry or refuse)."""
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from contextvars import ContextVar
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import close_old_connections
 from django.tasks import TaskContext, TaskResult, TaskResultStatus, task_backends
 from django.tasks.base import TaskError
-from django.tasks.exceptions import InvalidTask
 from django.tasks.signals import task_finished, task_started
 from django.utils.json import normalize_json
 
-from ..aws.store import READY, RUNNING, TERMINAL, Claim, ResultStore
-from ..exceptions import InvalidTaskPath, ResultTooLarge, TamperedArguments
-from ..message import Envelope, args_digest, decode
+from ..aws.store import READY, RUNNING, TERMINAL, Claim
+from ..backend import SQSBackend
+from ..exceptions import InvalidTaskPath, ResultTooLarge, TamperedArguments, TaskTimedOut
+from ..message import Envelope, MessageError, args_digest, decode
 from ..results import (
     MAX_ITEM_BYTES,
     Item,
@@ -40,24 +41,6 @@ LEASE_MARGIN = timedelta(seconds=30)
 current_task: ContextVar[tuple[str, str] | None] = ContextVar("sqs_tasks_task", default=None)
 
 
-@dataclass(frozen=True, slots=True)
-class Running:
-    """The attempt a worker id is running: what its lease extensions are conditional on."""
-
-    store: ResultStore  # the runner's: its client serves the heartbeat's thread too
-    result_id: str
-    attempts: dict[str, str]  # the claimed item's attempts value, as DynamoDB holds it
-
-
-# By worker id, while the attempt runs: sqs_tasks_worker's heartbeat reads it from its thread.
-_running: dict[str, Running] = {}
-
-
-def running(worker_id: str) -> Running | None:
-    """The attempt worker_id is running now, if any."""
-    return _running.get(worker_id)
-
-
 class Redeliver(Exception):
     """Leave the message for SQS to deliver again later."""
 
@@ -72,202 +55,273 @@ class TaskLogFilter(logging.Filter):
         return True
 
 
-@dataclass(frozen=True, slots=True)
-class Claiming:
-    """A message's claim, made or on its way: what run_message() goes on from."""
-
-    envelope: Envelope
-    backend: Any  # the SQSBackend of the thread that started the claim
-    now: datetime
-    claim: Future[Claim]
-
-
-def start_claim(
-    body: str, *, worker_id: str, remaining: timedelta | None, pool: Executor | None = None
-) -> Claiming:
-    """Decode body and claim its result, on pool if given (else now); MessageError if forged."""
-    envelope = decode(body)
-    backend: Any = task_backends[envelope.backend]
-    now = datetime.now(UTC)
-    lease = remaining + LEASE_MARGIN if remaining is not None else backend.config.lease
-    store: ResultStore = backend.store
-    if pool is not None:
-        claim = pool.submit(store.claim, envelope.result_id, worker_id, now, now + lease)
-        return Claiming(envelope, backend, now, claim)
-    made: Future[Claim] = Future()
-    made.set_result(store.claim(envelope.result_id, worker_id, now, now + lease))
-    return Claiming(envelope, backend, now, made)
-
-
-def run_message(
-    body: str,
-    *,
-    worker_id: str,
-    remaining: timedelta | None = None,
-    claiming: Claiming | None = None,
-    before_finish: Callable[[], None] | None = None,
-) -> None:
-    """Process one message body; return to delete it, raise to have it delivered again.
-
-    claiming is the claim start_claim() made ahead of time; before_finish runs just before
-    the outcome is written (the handler starts the next record's claim there).
-    """
-    if claiming is None:
-        claiming = start_claim(body, worker_id=worker_id, remaining=remaining)
-    envelope, backend, now = claiming.envelope, claiming.backend, claiming.now
-    store = backend.store
-    claim = claiming.claim.result()
-    if not claim.claimed:
-        _not_claimed(backend, envelope, claim.item, now)
-        return
-    item: Item | None = claim.item
-    assert item is not None  # A claim returns the item it made (ALL_NEW).
-    token = current_task.set((envelope.result_id, item["task_path"]["S"]))
-    _running[worker_id] = Running(store, envelope.result_id, item["attempts"])
-    try:
-        try:
-            if item["task_path"]["S"] != envelope.task_path:
-                raise InvalidTaskPath(
-                    f"message names {envelope.task_path!r} but the result is for "
-                    f"{item['task_path']['S']!r}"
-                )
-            digest = envelope.args_digest
-            if digest is not None and digest != args_digest(item["args"]["S"], item["kwargs"]["S"]):
-                raise TamperedArguments(
-                    "the result's arguments are not those its signed message was sent for "
-                    "(changed in the table since): not run"
-                )
-            result = to_result(item, load_task(item["task_path"]["S"]))
-        except InvalidTask as e:
-            # Never run what is not a valid Task here (InvalidTaskPath: not a Task at all;
-            # else e.g. a queue this worker's QUEUES no longer lists): say so in the result.
-            logger.error("Refused result %s: %s", envelope.result_id, e)
-            store.finish(item, now=datetime.now(UTC), error=task_error(e))
-            return
-        _execute(backend, envelope, result, item, before_finish)
-    finally:
-        _running.pop(worker_id, None)
-        current_task.reset(token)
+def backend_of(alias: str) -> SQSBackend:
+    """The SQSBackend a message names."""
+    backend = task_backends[alias]
+    if not isinstance(backend, SQSBackend):
+        raise MessageError(f"backend {alias!r} is not an SQSBackend")
+    return backend
 
 
 def send_again(body: str) -> None:
     """Put an unstarted message back on its queue as a fresh one, due now."""
     envelope = decode(body)  # Only a genuine message goes back.
-    backend: Any = task_backends[envelope.backend]
-    backend.queue.send(envelope.queue_name, body)
+    backend_of(envelope.backend).queue.send(envelope.queue_name, body)
 
 
-def _not_claimed(backend: Any, envelope: Envelope, item: Item | None, now: datetime) -> None:
-    if item is None:
-        logger.warning("No result %s: message dropped, nothing run", envelope.result_id)
-        return
-    status = item["status"]["S"]
-    if status in TERMINAL:
-        logger.info(
-            "Result %s is already %s: duplicate delivery dropped", envelope.result_id, status
-        )
-        return
-    if status == RUNNING:
-        raise Redeliver(f"result {envelope.result_id} is running under a live lease")
-    if status == READY and "run_after" in item:
-        run_after = parse_timestamp(item["run_after"]["S"])
-        if run_after > now:
-            # Early: hand the wait to a fresh message (or schedule), so this one can go.
-            backend.dispatch(envelope, run_after, now)
-            logger.info("Result %s not due until %s: deferred again", envelope.result_id, run_after)
+class Attempt:
+    """One delivery of one message, from its claim to the outcome it records.
+
+    run() is the whole attempt; the steps are its methods. The claim may be started ahead of
+    time on a pool (start(pool=...)); run() waits for it.
+    """
+
+    def __init__(
+        self,
+        envelope: Envelope,
+        backend: SQSBackend,
+        worker_id: str,
+        now: datetime,
+        claim: Future[Claim],
+    ) -> None:
+        self.envelope = envelope
+        self.backend = backend
+        self.worker_id = worker_id
+        self.now = now
+        self._claim = claim
+        # The claimed item while the attempt holds it: what lease extensions are fenced on.
+        self._held: Item | None = None
+        self._before_finish: Callable[[], None] | None = None
+        # What time_out() (another thread) and execute() agree on under the lock: the running
+        # body's claim and result, and the error it timed out with, if it did.
+        self._lock = threading.Lock()
+        self._running: tuple[Item, TaskResult[..., Any]] | None = None
+        self._timed_out: TaskTimedOut | None = None
+
+    @classmethod
+    def start(
+        cls,
+        body: str,
+        *,
+        worker_id: str,
+        remaining: timedelta | None,
+        pool: Executor | None = None,
+    ) -> Attempt:
+        """Decode body and claim its result, on pool if given (else now); MessageError if forged."""
+        envelope = decode(body)
+        backend = backend_of(envelope.backend)
+        now = datetime.now(UTC)
+        lease = remaining + LEASE_MARGIN if remaining is not None else backend.config.lease
+        args = (envelope.result_id, worker_id, now, now + lease)
+        if pool is not None:
+            return cls(envelope, backend, worker_id, now, pool.submit(backend.store.claim, *args))
+        made: Future[Claim] = Future()
+        made.set_result(backend.store.claim(*args))
+        return cls(envelope, backend, worker_id, now, made)
+
+    def run(self, before_finish: Callable[[], None] | None = None) -> None:
+        """Process the message; return to delete it, raise to have it delivered again.
+
+        before_finish runs just before the outcome is written (the handler starts the next
+        record's claim there).
+        """
+        self._before_finish = before_finish
+        item = self.claim()
+        if item is None:
             return
-    raise Redeliver(f"result {envelope.result_id} could not be claimed ({status})")
-
-
-def _execute(
-    backend: Any,
-    envelope: Envelope,
-    result: TaskResult[..., Any],
-    item: Item,
-    before_finish: Callable[[], None] | None,
-) -> None:
-    """Run the task like django.tasks' ImmediateBackend, recording the outcome first."""
-    task = result.task
-    close_old_connections()
-    try:
-        # Inside the try: a raising receiver ends this attempt truthfully, not RUNNING.
-        task_started.send(sender=type(backend), task_result=result)
-        if task.takes_context:
-            raw = task.call(TaskContext(task_result=result), *result.args, **result.kwargs)
-        else:
-            raw = task.call(*result.args, **result.kwargs)
-    except KeyboardInterrupt:
-        # If the user tried to terminate, let them; the lease lets another worker retry.
-        raise
-    except BaseException as e:
-        if isinstance(task, SQSTask) and task.should_retry(e, result.attempts):
-            _retry(backend, envelope, result, item, task_error(e))
-        else:
-            _finish(backend, result, item, before_finish, error=task_error(e))
-        return
-    else:
+        token = current_task.set((self.envelope.result_id, item["task_path"]["S"]))
+        self._held = item
         try:
-            return_value = normalize_json(raw)
-            return_json = dumps(return_value)
-            size = item_size(item) + len(return_json.encode()) + 64
-            if size > MAX_ITEM_BYTES:
-                raise ResultTooLarge(
-                    f"return value makes the result {size:,} bytes; the limit is {MAX_ITEM_BYTES:,}"
-                )
-        except Exception as e:
-            # The body did run: a return value that cannot be stored fails it, never retried.
-            _finish(backend, result, item, before_finish, error=task_error(e))
+            try:
+                result = self.rebuild(item)
+            except Exception as e:
+                # Never run what cannot be rebuilt as a valid Task here, nor redeliver it: the
+                # same item fails the same way on every receive (RecursionError included).
+                self.refuse(item, e)
+                return
+            self.execute(item, result)
+        finally:
+            self._held = None
+            current_task.reset(token)
+
+    def claim(self) -> Item | None:
+        """The claimed item; None when the message is to be dropped, Redeliver to keep it."""
+        claim = self._claim.result()
+        if claim.claimed:
+            assert claim.item is not None  # A claim returns the item it made (ALL_NEW).
+            return claim.item
+        self._not_claimed(claim.item)
+        return None
+
+    def extend_lease(self, until: datetime) -> bool:
+        """Push the lease of the claim this attempt holds to until; False if it holds none."""
+        item = self._held
+        if item is None:
+            return False
+        return self.backend.store.extend_lease(item["id"]["S"], item["attempts"], until)
+
+    def rebuild(self, item: Item) -> TaskResult[..., Any]:
+        """The TaskResult the claimed item describes, its Task checked against the message."""
+        if item["task_path"]["S"] != self.envelope.task_path:
+            raise InvalidTaskPath(
+                f"message names {self.envelope.task_path!r} but the result is for "
+                f"{item['task_path']['S']!r}"
+            )
+        digest = self.envelope.args_digest
+        if digest is not None and digest != args_digest(item["args"]["S"], item["kwargs"]["S"]):
+            raise TamperedArguments(
+                "the result's arguments are not those its signed message was sent for "
+                "(changed in the table since): not run"
+            )
+        return to_result(item, load_task(item["task_path"]["S"]))
+
+    def refuse(self, item: Item, error: Exception) -> None:
+        """End the claimed result FAILED with error, its task never run."""
+        # InvalidTaskPath: not a Task at all; InvalidTask: e.g. a queue this worker no longer
+        # lists; else arguments that cannot be rebuilt (nested too deep to normalise).
+        logger.error("Refused result %s: %s", self.envelope.result_id, error)
+        self.backend.store.finish(item, now=datetime.now(UTC), error=task_error(error))
+
+    def time_out(self, error: TaskTimedOut) -> None:
+        """From another thread, before the invocation is killed: end this attempt with error.
+
+        A running body's claim is failed (or retried, if the task retries on error) now; a body
+        not started yet never starts; a body that returns after all records nothing.
+        """
+        with self._lock:
+            self._timed_out = error
+            running, self._running = self._running, None
+        if running is not None:
+            self._end_timed_out(*running, error)
+
+    def execute(self, item: Item, result: TaskResult[..., Any]) -> None:
+        """Run the task like django.tasks' ImmediateBackend, recording the outcome first."""
+        with self._lock:
+            timed_out = self._timed_out
+            self._running = (item, result) if timed_out is None else None
+        if timed_out is not None:
+            self._end_timed_out(item, result, timed_out)
             return
-        object.__setattr__(result, "_return_value", return_value)
-        _finish(backend, result, item, before_finish, return_json=return_json)
-    finally:
+        task = result.task
         close_old_connections()
+        try:
+            # Inside the try: a raising receiver ends this attempt truthfully, not RUNNING.
+            task_started.send(sender=type(self.backend), task_result=result)
+            if task.takes_context:
+                raw = task.call(TaskContext(task_result=result), *result.args, **result.kwargs)
+            else:
+                raw = task.call(*result.args, **result.kwargs)
+        except KeyboardInterrupt:
+            # If the user tried to terminate, let them; the lease lets another worker retry.
+            raise
+        except BaseException as e:
+            if not self._body_returned():
+                return
+            if isinstance(task, SQSTask) and task.should_retry(e, result.attempts):
+                self.retry(item, result, task_error(e))
+            else:
+                self.finish(item, result, error=task_error(e))
+            return
+        else:
+            if not self._body_returned():
+                return
+            try:
+                return_value = normalize_json(raw)
+                return_json = dumps(return_value)
+                size = item_size(item) + len(return_json.encode()) + 64
+                if size > MAX_ITEM_BYTES:
+                    raise ResultTooLarge(
+                        f"return value makes the result {size:,} bytes; "
+                        f"the limit is {MAX_ITEM_BYTES:,}"
+                    )
+            except Exception as e:
+                # The body did run: a return value that cannot be stored fails it, never retried.
+                self.finish(item, result, error=task_error(e))
+                return
+            object.__setattr__(result, "_return_value", return_value)
+            self.finish(item, result, return_json=return_json)
+        finally:
+            close_old_connections()
 
+    def finish(
+        self,
+        item: Item,
+        result: TaskResult[..., Any],
+        *,
+        return_json: str | None = None,
+        error: TaskError | None = None,
+    ) -> None:
+        """Record the attempt's outcome, then tell task_finished's receivers as Django does."""
+        finished = datetime.now(UTC)
+        if self._before_finish is not None:
+            self._before_finish()
+        recorded = self.backend.store.finish(
+            item, now=finished, return_json=return_json, error=error
+        )
+        object.__setattr__(result, "finished_at", finished)
+        if error is None:
+            object.__setattr__(result, "status", TaskResultStatus.SUCCESSFUL)
+        else:
+            object.__setattr__(result, "status", TaskResultStatus.FAILED)
+            result.errors.append(error)
+        _warn_superseded(result, recorded)
+        task_finished.send(type(self.backend), task_result=result)
 
-def _finish(
-    backend: Any,
-    result: TaskResult[..., Any],
-    item: Item,
-    before_finish: Callable[[], None] | None,
-    *,
-    return_json: str | None = None,
-    error: TaskError | None = None,
-) -> None:
-    """Record the attempt's outcome, then tell task_finished's receivers as Django does."""
-    finished = datetime.now(UTC)
-    if before_finish is not None:
-        before_finish()
-    recorded = backend.store.finish(item, now=finished, return_json=return_json, error=error)
-    object.__setattr__(result, "finished_at", finished)
-    if error is None:
-        object.__setattr__(result, "status", TaskResultStatus.SUCCESSFUL)
-    else:
-        object.__setattr__(result, "status", TaskResultStatus.FAILED)
+    def retry(self, item: Item, result: TaskResult[..., Any], error: TaskError) -> None:
+        """Schedule the next attempt, then put the result back to READY with this error kept."""
+        task: SQSTask = result.task  # type: ignore[assignment]
+        now = datetime.now(UTC)
+        run_after = now + task.retry_delay(result.attempts)
+        # Message first: if the update then fails, the lease lapses and the message still runs it.
+        self.backend.dispatch(self.envelope, run_after, now)
+        recorded = self.backend.store.retry(item, now=now, error=error, run_after=run_after)
+        object.__setattr__(result, "status", TaskResultStatus.READY)
         result.errors.append(error)
-    _warn_superseded(result, recorded)
-    task_finished.send(type(backend), task_result=result)
+        _warn_superseded(result, recorded)
+        logger.warning(
+            "Result %s attempt %s of %s failed: retrying after %s",
+            result.id,
+            result.attempts,
+            task.max_attempts,
+            run_after,
+        )
 
+    def _body_returned(self) -> bool:
+        """Whether this thread records the outcome: False if time_out() took the attempt over."""
+        with self._lock:
+            running, self._running = self._running, None
+        if running is None:
+            logger.warning("Result %s returned after it timed out", self.envelope.result_id)
+        return running is not None
 
-def _retry(
-    backend: Any, envelope: Envelope, result: TaskResult[..., Any], item: Item, error: TaskError
-) -> None:
-    """Schedule the next attempt, then put the result back to READY with this error kept."""
-    task: SQSTask = result.task  # type: ignore[assignment]
-    now = datetime.now(UTC)
-    run_after = now + task.retry_delay(result.attempts)
-    # Message first: if the update then fails, the lease lapses and the message still runs it.
-    backend.dispatch(envelope, run_after, now)
-    recorded = backend.store.retry(item, now=now, error=error, run_after=run_after)
-    object.__setattr__(result, "status", TaskResultStatus.READY)
-    result.errors.append(error)
-    _warn_superseded(result, recorded)
-    logger.warning(
-        "Result %s attempt %s of %s failed: retrying after %s",
-        result.id,
-        result.attempts,
-        task.max_attempts,
-        run_after,
-    )
+    def _end_timed_out(self, item: Item, result: TaskResult[..., Any], error: TaskTimedOut) -> None:
+        task = result.task
+        logger.error("Result %s attempt %s: %s", result.id, result.attempts, error)
+        if isinstance(task, SQSTask) and task.should_retry(error, result.attempts):
+            self.retry(item, result, task_error(error))
+            return
+        recorded = self.backend.store.finish(item, now=datetime.now(UTC), error=task_error(error))
+        _warn_superseded(result, recorded)
+
+    def _not_claimed(self, item: Item | None) -> None:
+        result_id = self.envelope.result_id
+        if item is None:
+            logger.warning("No result %s: message dropped, nothing run", result_id)
+            return
+        status = item["status"]["S"]
+        if status in TERMINAL:
+            logger.info("Result %s is already %s: duplicate delivery dropped", result_id, status)
+            return
+        if status == RUNNING:
+            raise Redeliver(f"result {result_id} is running under a live lease")
+        if status == READY and "run_after" in item:
+            run_after = parse_timestamp(item["run_after"]["S"])
+            if run_after > self.now:
+                # Early: hand the wait to a fresh message (or schedule), so this one can go.
+                self.backend.dispatch(self.envelope, run_after, self.now)
+                logger.info("Result %s not due until %s: deferred again", result_id, run_after)
+                return
+        raise Redeliver(f"result {result_id} could not be claimed ({status})")
 
 
 def _warn_superseded(result: TaskResult[..., Any], recorded: bool) -> None:

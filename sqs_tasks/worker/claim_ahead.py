@@ -15,7 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 from ..message import peek_result_id
-from .attempt import Claiming, start_claim
+from .attempt import Attempt
 
 logger = logging.getLogger("sqs_tasks.handler")
 
@@ -45,10 +45,10 @@ class ClaimAhead:
         self._ids = {record["receiptHandle"]: peek_result_id(record["body"]) for record in records}
         self._context = context
         self._minimum = minimum  # no claim ahead with less time left than a record needs
-        self._claims: dict[str, Claiming] = {}
+        self._claims: dict[str, Attempt] = {}
 
-    def take(self, receipt_handle: str) -> Claiming | None:
-        """The claim made ahead for this record, if one was."""
+    def take(self, receipt_handle: str) -> Attempt | None:
+        """The attempt whose claim was started ahead for this record, if one was."""
         return self._claims.pop(receipt_handle, None)
 
     def after(self, receipt_handle: str) -> Callable[[], None] | None:
@@ -66,7 +66,7 @@ class ClaimAhead:
             if remaining < self._minimum:
                 return  # Its own turn sends it again.
             try:
-                self._claims[following["receiptHandle"]] = start_claim(
+                self._claims[following["receiptHandle"]] = Attempt.start(
                     following["body"],
                     worker_id=self._context.aws_request_id,
                     remaining=remaining,

@@ -5,6 +5,10 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .attempt import Attempt
 
 # What an invocation with no deadline has left, as its context reports it (drain()).
 UNTIMED_REMAINING_MS = 60_000
@@ -19,6 +23,9 @@ class LambdaContext:
     """
 
     function_version = "$LATEST"
+    # Lambda kills an invocation at its deadline; outside it nothing does (the heartbeat moves
+    # the deadline on, and a stopping worker lets its running task finish).
+    kills_at_deadline = False
 
     def __init__(
         self,
@@ -41,6 +48,8 @@ class LambdaContext:
         self._deadline = deadline
         self._stopping = stopping
         self.sent_again = 0  # records the handler put back on the queue, never started
+        # The attempt the handler is running: the heartbeat extends its lease from its thread.
+        self.running: Attempt | None = None
 
     def record_sent_again(self) -> None:
         """Called by the handler for each record it sent back to its queue unstarted."""

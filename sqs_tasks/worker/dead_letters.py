@@ -1,4 +1,9 @@
-"""The dead-letter handler: a result whose message was dead-lettered ends FAILED, truthfully."""
+"""The dead-letter handler: a result whose message was dead-lettered ends FAILED, truthfully.
+
+A letter is deleted only once it is settled: its result FAILED by it, finished, or run by a
+newer message. Any other letter is reported in batchItemFailures, so it stays in the
+dead-letter queue (for the DLQ alarm, and for redrive) and comes back to be looked at again.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +15,12 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from django.tasks import task_backends
 
-from ..aws.store import RUNNING
+from ..aws.store import READY, RUNNING, TERMINAL
 from ..exceptions import WorkerLost
 from ..message import MessageError, decode
-from ..results import task_error
+from ..results import Item, parse_timestamp, task_error
+from .attempt import backend_of
 from .boot import batch_processor
 
 logger = logging.getLogger("sqs_tasks.dlq")
@@ -24,41 +29,75 @@ logger = logging.getLogger("sqs_tasks.dlq")
 _SIGNATURE = re.compile(r'("sig"\s*:\s*)"(?:[^"\\]|\\.)*"')
 
 
+class Kept(Exception):
+    """The letter stays in the dead-letter queue: reported as a batch item failure."""
+
+
+class LeaseLive(Kept):
+    """The dead letter's result is running under a live lease: the letter comes back later."""
+
+
+class Unverified(Kept):
+    """The letter is not a message this function can verify (a key rotated on one side first)."""
+
+
 def record_handler(record: SQSRecord) -> None:
-    """Fail the result a dead letter stood for, unless it finished or is still running."""
+    """Fail the result a dead letter stood for, unless it is settled or still has a way to run."""
     try:
         envelope = decode(record.body)
     except MessageError as e:
-        # Nothing to settle: the body is logged (signature masked), so deleting it loses nothing.
+        # Kept, never deleted: under the sender's key it may be a genuine task to redrive.
         logger.error(
-            "Dead letter %s is not a task message (%s): %r",
+            "Dead letter %s cannot be verified (%s); kept in the dead-letter queue: %r",
             record.message_id,
             e,
             _SIGNATURE.sub(r'\1"<redacted>"', record.body),
         )
-        return
+        raise Unverified(f"dead letter {record.message_id} cannot be verified: {e}") from None
     receives = record.attributes.approximate_receive_count
     lost = WorkerLost(
         f"The message for this result was dead-lettered after {receives} receives: its "
         "workers died, timed out or could not claim it before the queue's maxReceiveCount."
     )
-    error = task_error(lost)
-    store: Any = task_backends[envelope.backend].store  # type: ignore[attr-defined]
-    now = datetime.now(UTC)
-    if store.fail_abandoned(envelope.result_id, error, queue_name=envelope.queue_name, now=now):
+    store = backend_of(envelope.backend).store
+    sent = datetime.fromtimestamp(int(record.attributes.sent_timestamp) / 1000, UTC)
+    failed = store.fail_abandoned(
+        envelope.result_id,
+        task_error(lost),
+        queue_name=envelope.queue_name,
+        now=datetime.now(UTC),
+        dead_letter_sent=sent,
+    )
+    if failed:
         logger.error("Result %s FAILED: message dead-lettered", envelope.result_id)
         return
     item = store.get(envelope.result_id)
-    lease = item.get("lease_until") if item is not None else None
-    if item is not None and item["status"]["S"] == RUNNING and lease is not None:
-        # This letter is the result's last message: kept until the lease says whether its
+    why = _why_not_failed(item, sent)
+    if why is not None:
+        logger.info("Dead letter for result %s dropped: %s", envelope.result_id, why)
+        return
+    assert item is not None  # _why_not_failed() has a reason to drop an absent result.
+    if item["status"]["S"] == RUNNING:
+        # This letter may be the result's last message: kept until the lease says whether its
         # worker finishes (the letter is then dropped) or died (the result is then FAILED).
-        raise LeaseLive(f"result {envelope.result_id} is running under a lease until {lease['S']}")
-    logger.info("Dead letter for result %s: finished or waiting, left alone", envelope.result_id)
+        lease = item.get("lease_until", {}).get("S")
+        raise LeaseLive(f"result {envelope.result_id} is running under a lease until {lease}")
+    # READY and due later (or put back meanwhile): its own message or schedule may still come.
+    run_after = item.get("run_after", {}).get("S")
+    raise Kept(f"result {envelope.result_id} is READY, due {run_after}: letter kept until then")
 
 
-class LeaseLive(Exception):
-    """The dead letter's result is running under a live lease: the letter comes back later."""
+def _why_not_failed(item: Item | None, sent: datetime) -> str | None:
+    """Why a letter fail_abandoned() refused can go; None if it must be kept."""
+    if item is None:
+        return "no such result"
+    status = item["status"]["S"]
+    if status in TERMINAL:
+        return f"the result is {status}"
+    last = item.get("last_attempted_at")
+    if status == READY and last is not None and parse_timestamp(last["S"]) >= sent:
+        return f"superseded by the retry of attempt {item['attempts']['N']}"
+    return None
 
 
 def handler(event: dict[str, Any], context: Any) -> PartialItemFailureResponse:

@@ -11,7 +11,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .attempt import LEASE_MARGIN, running
+from .attempt import LEASE_MARGIN
+from .context import LambdaContext
 from .settle import change_visibility
 
 logger = logging.getLogger("sqs_tasks.worker")
@@ -29,7 +30,12 @@ class Heartbeat:
     """
 
     def __init__(
-        self, sqs: Any, url: str, messages: Sequence[Any], context: Any, visibility: int
+        self,
+        sqs: Any,
+        url: str,
+        messages: Sequence[Any],
+        context: LambdaContext,
+        visibility: int,
     ) -> None:
         self._sqs = sqs
         self._url = url
@@ -53,10 +59,11 @@ class Heartbeat:
         """Hide the batch for another visibility timeout, and lease its running attempt with it."""
         change_visibility(self._sqs, self._url, self._messages, lambda m: self._visibility)
         self._context.extend(time.monotonic() + self._visibility)
-        attempt = running(self._context.aws_request_id)
+        attempt = self._context.running
         if attempt is not None:
-            until = datetime.now(UTC) + timedelta(seconds=self._visibility) + LEASE_MARGIN
-            attempt.store.extend_lease(attempt.result_id, attempt.attempts, until)
+            attempt.extend_lease(
+                datetime.now(UTC) + timedelta(seconds=self._visibility) + LEASE_MARGIN
+            )
 
     def _until_due(self) -> float:
         """Seconds until a third of the visibility timeout has passed since the last hiding."""

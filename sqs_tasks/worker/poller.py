@@ -1,7 +1,7 @@
 """Run tasks outside Lambda: long-poll SQS and hand each batch to the Lambda handler itself.
 
 A Worker does what the Lambda event source mapping does, so a task runs through exactly the
-same code (lambda_handler.handler -> sqs_tasks.worker.attempt.run_message) on ECS, EC2 or a laptop:
+same code (lambda_handler.handler -> sqs_tasks.worker.attempt.Attempt) on ECS, EC2 or a laptop:
 
 - one poller thread per queue long-polls ReceiveMessage, but only while a batch slot is free,
   so messages are not held invisible while nothing could start them; after a receive that

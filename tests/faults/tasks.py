@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import threading
 from collections import Counter
 
 from django.tasks import TaskContext, task
+
+from sqs_tasks import retry
 
 _lock = threading.Lock()
 runs: Counter[str] = Counter()  # result id (or marker) -> times a task body started
@@ -67,3 +70,63 @@ def hang_worker(context: TaskContext[..., dict[str, int]], hang_attempts: int) -
 def pwned(how: str) -> None:
     """What a smuggled payload would call: never reached if nothing is unpickled or run."""
     count_run(f"pwned:{how}")
+
+
+# Text UTF-8 cannot carry, as tasks come by it: a file name decoded with surrogateescape, and
+# JSON holding half an emoji.
+UNENCODABLE = {
+    "file name": b"report-\xff.csv".decode("utf-8", "surrogateescape"),
+    "half an emoji": json.loads('"\\ud83d"'),
+}
+
+
+@task(takes_context=True)
+def fail_unencodably(context: TaskContext[..., None], shape: str) -> None:
+    """Count this run, then fail with an error whose text holds a lone surrogate."""
+    count_run(context.task_result.id)
+    raise ValueError(f"cannot open {UNENCODABLE[shape]}")
+
+
+@retry(max_attempts=2, retry_backoff=1, retry_backoff_max=1)
+@task(takes_context=True)
+def fail_unencodably_twice(context: TaskContext[..., None], shape: str) -> None:
+    """fail_unencodably, retried once."""
+    count_run(context.task_result.id)
+    raise ValueError(f"cannot open {UNENCODABLE[shape]}")
+
+
+@retry(max_attempts=3, retry_backoff=60, retry_backoff_max=60)
+@task(takes_context=True)
+def succeed_on_third(context: TaskContext[..., int]) -> int:
+    """Count this run; fail attempts 1 and 2 (retried 30 to 60 s later), return on the 3rd."""
+    count_run(context.task_result.id)
+    if context.attempt < 3:
+        raise ConnectionError(f"attempt {context.attempt} failed on purpose")
+    return context.attempt
+
+
+killed = threading.Event()  # set by the test once Lambda would have killed the invocation
+
+
+@task(takes_context=True, priority=10)
+def hang_until_killed(context: TaskContext[..., None], returns: bool) -> None:
+    """Count this run, then hang until the test kills its invocation; then return if returns.
+
+    KeyboardInterrupt, which the worker records nowhere, stands in for the kill.
+    """
+    count_run(context.task_result.id)
+    killed.wait(timeout=60)
+    if not returns:
+        raise KeyboardInterrupt("killed with its invocation")
+
+
+@retry(max_attempts=2, retry_backoff=1, retry_backoff_max=1)
+@task(takes_context=True, priority=10)
+def hang_first_attempt(context: TaskContext[..., int], returns: bool) -> int:
+    """hang_until_killed on attempt 1, retried (1 s later); attempt 2 returns its number."""
+    count_run(context.task_result.id)
+    if context.attempt == 1:
+        killed.wait(timeout=60)
+        if not returns:
+            raise KeyboardInterrupt("killed with its invocation")
+    return context.attempt

@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import json
 import pickle
+import sys
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from django.tasks import TaskResult, TaskResultStatus
 from django.test import override_settings
 
 from lambda_handler import dlq
+from sqs_tasks.exceptions import ArgumentsTooDeep
 from sqs_tasks.message import Envelope
+from sqs_tasks.results import MAX_ARGUMENT_DEPTH
 from sqs_tasks.testing import MAX_RECEIVE_COUNT, QUEUE_ATTRIBUTES, Stack, drain
 from tests.faults import tasks
 from tests.faults.support import (
@@ -150,7 +154,7 @@ def test_refused_messages_are_dead_lettered_and_settled_without_running(
     stack: Stack, clock: Any
 ) -> None:
     """17 refused messages, 5 deliveries each: all dead-lettered; the DLQ handler runs
-    nothing and keeps only the one naming an unknown backend (for a human to read)."""
+    nothing and deletes none (it cannot verify them: each stays for a human, or a redrive)."""
     result = tasks.tally.enqueue(1)
     delete(receive_all())
     refused = _refused_bodies(body_of(result))
@@ -168,6 +172,63 @@ def test_refused_messages_are_dead_lettered_and_settled_without_running(
 
     assert deliveries == MAX_RECEIVE_COUNT * len(refused)
     assert sorted(m["Body"] for m in dead) == sorted(refused.values())
-    assert [m["Body"] for m in dead if m["MessageId"] in failed] == [refused["unknown backend"]]
+    assert failed == {m["MessageId"] for m in dead}
+    assert queue_depth(dlq_url()) == (0, len(refused))
     assert result.status == TaskResultStatus.READY  # no forged copy touched it
     assert sum(tasks.runs.values()) == 0
+
+
+def _nested(depth: int) -> list[Any]:
+    """A list holding a list ... depth lists in all."""
+    value: list[Any] = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("where", ["args", "kwargs"])
+def test_arguments_nested_past_the_limit_are_refused_at_enqueue(stack: Stack, where: str) -> None:
+    """Depth 100 (args list included) enqueues; 101 raises ArgumentsTooDeep naming the limit,
+    before anything is written or sent."""
+    # The args list and the kwargs mapping are one level each.
+    fits = _nested(MAX_ARGUMENT_DEPTH - 1)
+    too_deep = _nested(MAX_ARGUMENT_DEPTH)
+    ok = tasks.tally.enqueue(fits) if where == "args" else tasks.tally.enqueue(n=fits)
+    delete(receive_all())
+
+    with pytest.raises(ArgumentsTooDeep, match=f"the limit is {MAX_ARGUMENT_DEPTH}"):
+        if where == "args":
+            tasks.tally.enqueue(too_deep)
+        else:
+            tasks.tally.enqueue(n=too_deep)
+
+    assert [i["id"]["S"] for i in all_items()] == [ok.id]
+    assert queue_depth() == (0, 0)
+
+
+def test_a_result_its_worker_cannot_rebuild_fails_at_its_first_receive(
+    stack: Stack, clock: Any
+) -> None:
+    """Arguments nested past the recursion limit (stored before enqueue refused them): the
+    first receive ends the result FAILED with the RecursionError, body never run, nothing
+    redelivered or dead-lettered."""
+    result = tasks.tally.enqueue(0)
+    client("dynamodb").update_item(
+        TableName=backend().store.table_name,
+        Key={"id": {"S": result.id}},
+        UpdateExpression="SET args = :a",
+        ExpressionAttributeValues={":a": {"S": json.dumps(_nested(sys.getrecursionlimit()))}},
+    )
+
+    for _ in range(MAX_RECEIVE_COUNT + 1):
+        drain()
+        clock.shift(VISIBILITY + timedelta(seconds=1))
+    stored = item(result.id)
+
+    assert stored is not None
+    assert (stored["status"]["S"], stored["attempts"]["N"]) == ("FAILED", "1")
+    (error,) = stored["errors"]["L"]
+    assert error["M"]["exception_class_path"]["S"] == "builtins.RecursionError"
+    assert tasks.runs[result.id] == 0
+    assert queue_depth() == (0, 0)
+    assert queue_depth(dlq_url()) == (0, 0)
