@@ -62,6 +62,39 @@ def backend_errors(
                 id="sqs_tasks.E003",
             )
         )
+    errors.extend(periodic_errors(alias, config, queues))
+    return errors
+
+
+def periodic_errors(
+    alias: str, config: BackendOptions, queues: Set[str]
+) -> list[checks.CheckMessage]:
+    """Each PERIODIC entry runs a Task of this backend, on one of its queues."""
+    from django.tasks.exceptions import InvalidTask
+
+    from .results import load_task
+
+    errors: list[checks.CheckMessage] = []
+    for periodic in config.periodic.values():
+        where = f"TASKS[{alias!r}]['OPTIONS']['PERIODIC'][{periodic.name!r}]"
+        try:
+            task = load_task(periodic.task_path)
+        except InvalidTask as e:
+            problem = str(e)
+        else:
+            problem = ""
+            if task.backend != alias:
+                problem = f"{periodic.task_path} is a task of backend {task.backend!r}"
+            elif task.queue_name not in queues:
+                problem = f"{periodic.task_path} runs on queue {task.queue_name!r}, not in QUEUES"
+        if problem:
+            errors.append(
+                checks.Error(
+                    f"{where} cannot run: {problem}.",
+                    hint="Name a task of this backend (a dotted path to an @task function).",
+                    id="sqs_tasks.E007",
+                )
+            )
     return errors
 
 

@@ -6,7 +6,7 @@ import json
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -14,6 +14,8 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.dateparse import parse_duration
+
+from .periodic.declarations import Periodic, parse_periodic
 
 # Environment variables the SAM stack sets on the worker, so a Lambda needs no code.
 ENV_TABLE = "SQS_TASKS_TABLE"
@@ -61,6 +63,8 @@ class BackendOptions:
     scheduler_role_arn: str | None = None
     # The Secrets Manager secret (name or ARN) of the message signing key; None: SECRET_KEY.
     signing_secret: str | None = None
+    # Periodic tasks by name, each fired by an EventBridge Scheduler schedule of its own.
+    periodic: Mapping[str, Periodic] = field(default_factory=dict)
 
 
 def _fail(alias: str, key: str, problem: str) -> ImproperlyConfigured:
@@ -166,6 +170,7 @@ def parse_options(alias: str, options: Mapping[str, Any]) -> BackendOptions:
         signing_secret=_str(
             alias, "SIGNING_SECRET", options.get("SIGNING_SECRET", env.get(ENV_SIGNING_SECRET))
         ),
+        periodic=parse_periodic(alias, options.get("PERIODIC")),
     )
 
 
@@ -198,5 +203,6 @@ KNOWN_OPTIONS = frozenset(
         "SCHEDULE_GROUP",
         "SCHEDULER_ROLE_ARN",
         "SIGNING_SECRET",
+        "PERIODIC",
     }
 )

@@ -6,13 +6,14 @@ import base64
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.signing import BadSignature, Signer
 
 from .aws.secrets import Keyring
+from .periodic.declarations import firing_id
 from .results import dumps
 
 if TYPE_CHECKING:
@@ -22,8 +23,12 @@ VERSION = 1
 # The salt keeps these signatures useless anywhere else the same key signs things.
 _SIGNER_SALT = "sqs_tasks.message"
 _FIELDS = {"v": int, "id": str, "backend": str, "task": str, "q": str, "p": int}
-# Optional, so messages signed before it existed still verify: the arguments' digest.
-_OPTIONAL = {"a": str}
+# Optional, so messages signed before they existed still verify: the arguments' digest, and
+# the kind of a periodic task's firing ("id" then names the declaration).
+_OPTIONAL = {"a": str, "kind": str}
+PERIODIC = "periodic"
+# A firing's scheduled time: the one field not signed, as EventBridge Scheduler fills it in.
+SCHEDULED_TIME = "<aws.scheduler.scheduled-time>"
 # SQS refuses DelaySeconds above 15 minutes; longer waits are re-sent when they come due.
 MAX_DELAY_SECONDS = 900
 
@@ -81,6 +86,9 @@ class Envelope:
     priority: int
     # Someone who can write the table but not sign cannot change what a message runs.
     args_digest: str | None = None
+    # A periodic firing: the declaration's name and the time EventBridge Scheduler fired it.
+    periodic: str | None = None
+    scheduled: datetime | None = None
 
     @classmethod
     def of(cls, result: TaskResult[..., Any]) -> Envelope:
@@ -110,6 +118,33 @@ class Envelope:
         return json.dumps(
             {**fields, "sig": signer.signature(_canonical(fields))}, separators=(",", ":")
         )
+
+
+def firing_body(name: str, *, backend: str, task_path: str, queue_name: str, priority: int) -> str:
+    """The Input of a periodic task's schedule: signed, its scheduled time left to the scheduler."""
+    fields: dict[str, Any] = {
+        "v": VERSION,
+        "id": name,
+        "backend": backend,
+        "task": task_path,
+        "q": queue_name,
+        "p": priority,
+        "kind": PERIODIC,
+    }
+    signature = _signer(keyring_for(backend)).signature(_canonical(fields))
+    return json.dumps({**fields, "at": SCHEDULED_TIME, "sig": signature}, separators=(",", ":"))
+
+
+def _scheduled(value: Any) -> datetime:
+    if not isinstance(value, str):
+        raise MessageError("periodic message has no scheduled time 'at'")
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError as e:
+        raise MessageError(f"periodic message's scheduled time {value!r} is not ISO 8601") from e
+    if moment.tzinfo is None:
+        raise MessageError(f"periodic message's scheduled time {value!r} has no time zone")
+    return moment.astimezone(UTC)
 
 
 def _canonical(fields: dict[str, Any]) -> str:
@@ -168,7 +203,10 @@ def decode(body: str) -> Envelope:
             if not isinstance(data[name], kind):
                 raise MessageError(f"message field {name!r} is not {kind.__name__}")
             fields[name] = data[name]
-    extra = set(data) - set(_FIELDS) - set(_OPTIONAL) - {"sig"}
+    periodic = fields.get("kind") == PERIODIC
+    if "kind" in fields and not periodic:
+        raise MessageError(f"unknown message kind {fields['kind']!r}")
+    extra = set(data) - set(_FIELDS) - set(_OPTIONAL) - {"sig"} - ({"at"} if periodic else set())
     if extra:
         raise MessageError(f"message has unexpected fields {sorted(extra)}")
     signature = data.get("sig")
@@ -180,6 +218,18 @@ def decode(body: str) -> Envelope:
         raise MessageError(
             "message signature does not match (a signing key other than the sender's, or a "
             "changed body): refused"
+        )
+    if periodic:
+        # The scheduled time is not signed; the worker checks it is a firing of the schedule.
+        scheduled = _scheduled(data.get("at"))
+        return Envelope(
+            result_id=firing_id(fields["id"], scheduled),
+            backend=fields["backend"],
+            task_path=fields["task"],
+            queue_name=fields["q"],
+            priority=fields["p"],
+            periodic=fields["id"],
+            scheduled=scheduled,
         )
     return Envelope(
         result_id=fields["id"],

@@ -72,25 +72,52 @@ def expiry(
 def new_item(result: TaskResult[..., Any], *, ttl: timedelta | None, now: datetime) -> Item:
     """The READY item enqueue writes for a fresh result."""
     task = result.task
+    return item_of(
+        result.id,
+        task_path=task.module_path,
+        backend=result.backend,
+        queue_name=task.queue_name,
+        priority=int(task.priority),  # Django accepts any whole number (5.0, True).
+        args_json=dumps(result.args),
+        kwargs_json=dumps(result.kwargs),
+        run_after=task.run_after,
+        ttl=ttl,
+        now=now,
+    )
+
+
+def item_of(
+    result_id: str,
+    *,
+    task_path: str,
+    backend: str,
+    queue_name: str,
+    priority: int,
+    args_json: str,
+    kwargs_json: str,
+    run_after: datetime | None,
+    ttl: timedelta | None,
+    now: datetime,
+) -> Item:
+    """A READY item from its parts."""
     item: Item = {
-        "id": {"S": result.id},
+        "id": {"S": result_id},
         "status": {"S": TaskResultStatus.READY.value},
-        "task_path": {"S": task.module_path},
-        "backend": {"S": result.backend},
-        "queue_name": {"S": task.queue_name},
-        # Django accepts any whole number (5.0, True): stored as the int it equals.
-        "priority": {"N": str(int(task.priority))},
-        "args": {"S": dumps(result.args)},
-        "kwargs": {"S": dumps(result.kwargs)},
+        "task_path": {"S": task_path},
+        "backend": {"S": backend},
+        "queue_name": {"S": queue_name},
+        "priority": {"N": str(priority)},
+        "args": {"S": args_json},
+        "kwargs": {"S": kwargs_json},
         "enqueued_at": {"S": timestamp(now)},
         "attempts": {"N": "0"},
         "worker_ids": {"L": []},
         "errors": {"L": []},
     }
-    if task.run_after is not None:
-        item["run_after"] = {"S": timestamp(task.run_after)}
+    if run_after is not None:
+        item["run_after"] = {"S": timestamp(run_after)}
     # A deferred result must outlive its wait, so its expiry counts from run_after.
-    expires = expiry(max(now, task.run_after or now), ttl, pending=True)
+    expires = expiry(max(now, run_after or now), ttl, pending=True)
     if expires is not None:
         item["expires_at"] = expires
     return item

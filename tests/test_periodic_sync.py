@@ -67,7 +67,6 @@ def _plan(declared: dict[str, Periodic], client: Any, group: str) -> Any:
         deployed(client, group),
         group=group,
         role_arn=ROLE,
-        dead_letter_arn=None,
         now=datetime.now(UTC),
     )
 

@@ -218,6 +218,31 @@ class ResultStore:
             raise
         return True
 
+    def claim_new(self, item: Item, worker_id: str, now: datetime, lease_until: datetime) -> Claim:
+        """Write a fresh result already claimed by worker_id (a periodic firing): one request.
+
+        Refused (Claim(False, None)) when the result exists: a duplicate or a retry of the
+        firing, which the ordinary claim then settles.
+        """
+        claimed: Item = {
+            **item,
+            "status": {"S": RUNNING},
+            "attempts": {"N": "1"},
+            "worker_ids": {"L": [{"S": worker_id}]},
+            "started_at": {"S": timestamp(now)},
+            "last_attempted_at": {"S": timestamp(now)},
+            "lease_until": {"S": timestamp(lease_until)},
+        }
+        try:
+            self._client().put_item(
+                TableName=self.table_name, Item=claimed, ConditionExpression=COND_NEW
+            )
+        except ClientError as e:
+            if conditional_failure(e):
+                return Claim(claimed=False, item=None)
+            raise
+        return Claim(claimed=True, item=claimed)
+
     def claim(self, result_id: str, worker_id: str, now: datetime, lease_until: datetime) -> Claim:
         """Take a due result for one attempt; returns the new item or the one that refused."""
         claimed, response = self._update(

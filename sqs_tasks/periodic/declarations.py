@@ -6,7 +6,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -45,12 +45,17 @@ class Periodic:
         return ZoneInfo(self.timezone)
 
     def result_id(self, scheduled: datetime) -> str:
-        """The result id of the firing scheduled at `scheduled`: computable, so never doubled."""
-        return f"{self.name}@{scheduled.astimezone(ZoneInfo('UTC')):%Y-%m-%dT%H:%M:%SZ}"
+        """The result id of the firing scheduled at `scheduled`."""
+        return firing_id(self.name, scheduled)
 
     def next_firing(self, after: datetime) -> datetime | None:
         """The first firing after `after`."""
         return self.expression.next_after(after, self.zone)
+
+
+def firing_id(name: str, scheduled: datetime) -> str:
+    """The result id of a periodic task's firing: computable, so one result per firing."""
+    return f"{name}@{scheduled.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"
 
 
 def _fail(alias: str, name: str, problem: str) -> ImproperlyConfigured:

@@ -41,6 +41,7 @@ class Target:
 
     queue_arn: str
     input: str  # the firing's message, with <aws.scheduler.scheduled-time> in it
+    dead_letter_arn: str | None = None  # where a send that keeps failing goes
 
 
 def schedule_request(
@@ -49,7 +50,6 @@ def schedule_request(
     *,
     group: str,
     role_arn: str,
-    dead_letter_arn: str | None,
     now: datetime,
 ) -> dict[str, Any]:
     """The CreateSchedule/UpdateSchedule request of a declared periodic task."""
@@ -66,7 +66,11 @@ def schedule_request(
             "RoleArn": role_arn,
             "Input": target.input,
             "RetryPolicy": dict(RETRY_POLICY),
-            **({"DeadLetterConfig": {"Arn": dead_letter_arn}} if dead_letter_arn else {}),
+            **(
+                {"DeadLetterConfig": {"Arn": target.dead_letter_arn}}
+                if target.dead_letter_arn
+                else {}
+            ),
         },
     }
     if isinstance(periodic.expression, Rate):
@@ -106,7 +110,6 @@ def plan(
     *,
     group: str,
     role_arn: str,
-    dead_letter_arn: str | None,
     now: datetime,
 ) -> list[Change]:
     """What makes the deployed periodic schedules match the declared ones, in name order."""
@@ -122,7 +125,6 @@ def plan(
             targets(periodic),
             group=group,
             role_arn=role_arn,
-            dead_letter_arn=dead_letter_arn,
             now=now,
         )
         if name not in current:

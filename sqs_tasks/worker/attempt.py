@@ -9,6 +9,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from django.db import close_old_connections
@@ -32,6 +33,7 @@ from ..results import (
     to_result,
 )
 from ..task import SQSTask
+from .firing import claim_firing
 
 logger = logging.getLogger("sqs_tasks.runner")
 
@@ -112,11 +114,15 @@ class Attempt:
         backend = backend_of(envelope.backend)
         now = datetime.now(UTC)
         lease = remaining + LEASE_MARGIN if remaining is not None else backend.config.lease
-        args = (envelope.result_id, worker_id, now, now + lease)
+        claim: Callable[[], Claim]
+        if envelope.periodic is not None:
+            claim = partial(claim_firing, backend, envelope, worker_id, now, now + lease)
+        else:
+            claim = partial(backend.store.claim, envelope.result_id, worker_id, now, now + lease)
         if pool is not None:
-            return cls(envelope, backend, worker_id, now, pool.submit(backend.store.claim, *args))
+            return cls(envelope, backend, worker_id, now, pool.submit(claim))
         made: Future[Claim] = Future()
-        made.set_result(backend.store.claim(*args))
+        made.set_result(claim())
         return cls(envelope, backend, worker_id, now, made)
 
     def run(self, before_finish: Callable[[], None] | None = None) -> None:

@@ -327,6 +327,10 @@ def test_iam_statements_are_scoped_to_the_stacks_own_resources(
             }:
                 assert statement["Resource"] == SIGNING_SECRET  # That secret only.
                 continue
+            if actions(statement) == {"scheduler:ListSchedules"}:
+                # It has no resource-level permissions; it reads names, never a target.
+                assert statement["Resource"] == "*"
+                continue
             resources = strings_in(statement["Resource"])
             arns = [r for r in resources if r.startswith("arn:") or r.startswith(",arn:")]
             assert arns, statement
@@ -459,7 +463,16 @@ def test_operator_policy_adds_only_what_redrive_and_the_admin_need(
             "sqs:DeleteMessage",
         },
         "RotateSigningKey": {"secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue"},
+        "SyncPeriodicSchedules": {
+            "scheduler:GetSchedule",
+            "scheduler:UpdateSchedule",
+            "scheduler:DeleteSchedule",
+        },
+        "ListSchedules": {"scheduler:ListSchedules"},
     }
+    assert strings_in(by_sid["SyncPeriodicSchedules"]["Resource"])[-1].endswith(
+        "-schedules/periodic.*"
+    )
     assert by_sid["RotateSigningKey"]["Resource"] == SIGNING_SECRET
     queues = [a for a in strings_in(by_sid["ReadRedrivePolicies"]["Resource"]) if "arn:" in a]
     dlqs = [a for a in strings_in(by_sid["RedriveDeadLetters"]["Resource"]) if "arn:" in a]
