@@ -29,7 +29,7 @@ from ..aws.store import FAILED, SUCCESSFUL, check_id
 from ..models import Result
 from ..ops.base import OperationError, plain, sqs_backend
 from ..ops.depths import queue_depth
-from ..ops.reports import last_error_line
+from ..ops.reports import last_error_line, result_rows
 from ..ops.requeue import redrive, retry
 
 # Django permissions (the unmanaged Result model's): to read, and to retry and redrive.
@@ -62,29 +62,7 @@ def _user(request: HttpRequest) -> PermissionsMixin | AnonymousUser:
 
 def _fields(result: dict[str, Any]) -> list[tuple[str, str]]:
     """A result's facts as (label, text), in the order sqs_tasks_result prints them."""
-
-    def text(name: str) -> str:
-        value = result.get(name)
-        return "-" if value is None else str(value)
-
-    fields = [
-        ("Result", text("id")),
-        ("Status", text("status")),
-        ("Task", text("task_path")),
-        ("Queue", text("queue_name")),
-        ("Priority", text("priority")),
-        ("Backend", text("backend")),
-        ("Attempts", text("attempts")),
-        ("Worker ids", ", ".join(result.get("worker_ids", [])) or "-"),
-        ("Enqueued", text("enqueued_at")),
-        ("Run after", text("run_after")),
-        ("Started", text("started_at")),
-        ("Last attempt", text("last_attempted_at")),
-        ("Finished", text("finished_at")),
-    ]
-    if "lease_until" in result:
-        fields.append(("Lease until", text("lease_until")))
-    return fields
+    return result_rows(result, arguments=False)
 
 
 if TYPE_CHECKING:

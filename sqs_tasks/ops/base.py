@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.types import TypeDeserializer
+from django.core.exceptions import ImproperlyConfigured
 from django.tasks.exceptions import InvalidTaskBackend
 
 from ..results import Item
@@ -62,3 +63,12 @@ def load_item(backend: SQSBackend, result_id: str) -> Item:
             f"(backend {backend.alias!r})."
         )
     return item
+
+
+def queue_url(backend: SQSBackend, queue_name: str) -> str:
+    """The SQS queue URL of one of the backend's queues, or OperationError saying why not."""
+    check_queue(backend, queue_name)
+    try:
+        return backend.queue.url(queue_name)
+    except ImproperlyConfigured as e:
+        raise OperationError(str(e)) from e

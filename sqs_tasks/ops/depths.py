@@ -5,9 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from django.core.exceptions import ImproperlyConfigured
-
-from .base import OperationError, check_queue
+from .base import queue_url
 from .requeue import policy_target_url
 
 COUNTS = (
@@ -43,12 +41,8 @@ def _counts(sqs: Any, url: str, extra: tuple[str, ...] = ()) -> dict[str, str]:
 
 def queue_depth(backend: Any, queue_name: str) -> Depth:
     """The depths of a Django queue's SQS queue and of its RedrivePolicy's dead-letter queue."""
-    check_queue(backend, queue_name)
+    url = queue_url(backend, queue_name)
     sqs = backend.client("sqs")
-    try:
-        url: str = backend.queue.url(queue_name)
-    except ImproperlyConfigured as e:
-        raise OperationError(str(e)) from e
     counts = _counts(sqs, url, ("RedrivePolicy",))
     dlq_name: str | None = None
     dead_letters: int | None = None

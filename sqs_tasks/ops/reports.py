@@ -27,9 +27,8 @@ def last_error_line(item: Item) -> str:
     return lines[-1] if lines else str(last["exception_class_path"])
 
 
-def describe_item(item: Item) -> str:
-    """A result, for people: what ran where, when, by whom, and how it ended."""
-    result = plain(item)
+def result_rows(result: dict[str, Any], *, arguments: bool = True) -> list[tuple[str, str]]:
+    """A result's facts as (label, text), in the order sqs_tasks_result prints them."""
 
     def text(name: str, default: str = "-") -> str:
         value = result.get(name)
@@ -42,8 +41,10 @@ def describe_item(item: Item) -> str:
         ("Queue", text("queue_name")),
         ("Priority", text("priority")),
         ("Backend", text("backend")),
-        ("Args", text("args")),
-        ("Kwargs", text("kwargs")),
+    ]
+    if arguments:
+        rows += [("Args", text("args")), ("Kwargs", text("kwargs"))]
+    rows += [
         ("Attempts", text("attempts")),
         ("Worker ids", ", ".join(result.get("worker_ids", [])) or "-"),
         ("Enqueued", text("enqueued_at")),
@@ -54,8 +55,16 @@ def describe_item(item: Item) -> str:
     ]
     if "lease_until" in result:
         rows.append(("Lease until", text("lease_until")))
+    return rows
+
+
+def describe_item(item: Item) -> str:
+    """A result, for people: what ran where, when, by whom, and how it ended."""
+    result = plain(item)
+    rows = result_rows(result)
     if result["status"] == SUCCESSFUL:
-        rows.append(("Return value", text("return_value", "null")))
+        returned = result.get("return_value")
+        rows.append(("Return value", "null" if returned is None else str(returned)))
     errors = result.get("errors", [])
     rows.append(("Errors", str(len(errors))))
     width = max(len(label) for label, _ in rows)

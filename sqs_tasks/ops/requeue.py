@@ -8,14 +8,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
-from django.core.exceptions import ImproperlyConfigured
 from django.tasks import TaskResult
 from django.tasks.exceptions import InvalidTask
 
 from ..aws.store import FAILED
 from ..exceptions import InvalidTaskPath
 from ..results import Item, load_task
-from .base import OperationError, check_queue, load_item, plain
+from .base import OperationError, load_item, plain, queue_url
 
 if TYPE_CHECKING:
     from ..backend import SQSBackend
@@ -70,12 +69,8 @@ def _queue_name(url: str) -> str:
 
 def dead_letter_url(backend: SQSBackend, queue_name: str) -> tuple[str, str]:
     """(queue URL, its DLQ's URL), the DLQ found from the queue's RedrivePolicy."""
-    check_queue(backend, queue_name)
+    url = queue_url(backend, queue_name)
     sqs = backend.client("sqs")
-    try:
-        url: str = backend.queue.url(queue_name)
-    except ImproperlyConfigured as e:
-        raise OperationError(str(e)) from e
     attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["RedrivePolicy"])
     policy = attributes.get("Attributes", {}).get("RedrivePolicy")
     if not policy:
