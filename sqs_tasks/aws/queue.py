@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from itertools import batched
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -139,8 +140,8 @@ class QueueClient:
         """Send (key, body, delay) triples with SendMessageBatch, 10 a call; returns failures."""
         url = self.url(queue_name)
         failed: dict[str, str] = {}
-        for start in range(0, len(messages), 10):
-            pending = {str(i): m for i, m in enumerate(messages[start : start + 10])}
+        for chunk in batched(messages, 10):
+            pending = {str(i): m for i, m in enumerate(chunk)}
             why: dict[str, str] = {}
             for attempt in range(retries.BATCH_ATTEMPTS):
                 if attempt:

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import batched
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -145,8 +146,8 @@ class ResultStore:
         """Read items with consistent BatchGetItem reads, 100 a call; absent ids are left out."""
         found: dict[str, Item] = {}
         unique = list(dict.fromkeys(result_ids))  # BatchGetItem refuses a key asked for twice.
-        for start in range(0, len(unique), 100):
-            keys = [{"id": {"S": result_id}} for result_id in unique[start : start + 100]]
+        for chunk in batched(unique, 100):
+            keys = [{"id": {"S": result_id}} for result_id in chunk]
             for attempt in range(retries.BATCH_ATTEMPTS):
                 if attempt:
                     retries.pause(attempt)
@@ -171,8 +172,8 @@ class ResultStore:
         """Write fresh items with BatchWriteItem, 25 a call; returns those not written, by id."""
         # No condition is possible here: ids are 128 random bits, so none is overwritten.
         unwritten: dict[str, Unwritten] = {}
-        for start in range(0, len(items), 25):
-            pending = [{"PutRequest": {"Item": item}} for item in items[start : start + 25]]
+        for number, chunk in enumerate(batched(items, 25)):
+            pending = [{"PutRequest": {"Item": item}} for item in chunk]
             for attempt in range(retries.BATCH_ATTEMPTS):
                 if attempt:
                     retries.pause(attempt)
@@ -181,7 +182,7 @@ class ResultStore:
                         RequestItems={self.table_name: pending}
                     )
                 except (ClientError, BotoCoreError) as e:
-                    if start == 0 and no_table(e):  # Nothing written: say so, and why.
+                    if number == 0 and no_table(e):  # Nothing written: say so, and why.
                         raise missing_table(self.table_name, self._client().meta.region_name) from e
                     why = Unwritten(f"BatchWriteItem failed: {e}", retries.maybe_applied(e))
                     unwritten.update((r["PutRequest"]["Item"]["id"]["S"], why) for r in pending)

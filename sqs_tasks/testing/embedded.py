@@ -11,30 +11,40 @@ import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .moto_fixes import faithful_moto
 
-# The table the SAM template provisions, for the embedded AWS only.
-TABLE_DEFINITION: dict[str, Any] = {
-    "AttributeDefinitions": [
-        {"AttributeName": "id", "AttributeType": "S"},
-        {"AttributeName": "failure_pk", "AttributeType": "S"},
-        {"AttributeName": "finished_at", "AttributeType": "S"},
-    ],
-    "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
-    "BillingMode": "PAY_PER_REQUEST",
-    "GlobalSecondaryIndexes": [
-        {
-            "IndexName": "failures",
-            "KeySchema": [
-                {"AttributeName": "failure_pk", "KeyType": "HASH"},
-                {"AttributeName": "finished_at", "KeyType": "RANGE"},
-            ],
-            "Projection": {"ProjectionType": "ALL"},
-        }
-    ],
-}
+# The template that provisions the results table: the embedded AWS makes the same table.
+RESULTS_TABLE_TEMPLATE = (
+    Path(__file__).parent.parent / "stack" / "sources" / "infra" / "results-table.yaml"
+)
+# The CreateTable arguments the template sets, and so the embedded table has.
+TABLE_KEYS = ("AttributeDefinitions", "KeySchema", "BillingMode", "GlobalSecondaryIndexes")
+
+
+def _template_table() -> dict[str, Any]:
+    """CreateTable's arguments, read from the stack's results-table template."""
+    import yaml
+
+    class CloudFormationLoader(yaml.SafeLoader):
+        """YAML with CloudFormation's short tags (!Ref, !If, ...) read as plain values."""
+
+    def intrinsic(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
+        if isinstance(node, yaml.ScalarNode):
+            return loader.construct_scalar(node)
+        if isinstance(node, yaml.SequenceNode):
+            return loader.construct_sequence(node)
+        return loader.construct_mapping(node)  # type: ignore[arg-type]
+
+    CloudFormationLoader.add_multi_constructor("!", intrinsic)
+    template = yaml.load(RESULTS_TABLE_TEMPLATE.read_text(), Loader=CloudFormationLoader)
+    properties = template["Resources"]["ResultsTable"]["Properties"]
+    return {key: properties[key] for key in TABLE_KEYS}
+
+
+TABLE_DEFINITION: dict[str, Any] = _template_table()
 # Shorter than the SAM stack's (6 x the function timeout + the batching window), so tests
 # that move the clock past it stay readable; redrive after 5 receives.
 QUEUE_ATTRIBUTES: dict[str, str] = {"VisibilityTimeout": "180"}

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
+from itertools import batched
 from typing import Any
 
 # The worker's logger, not this module's: `-v 2` and the README name sqs_tasks.worker.poller.
 logger = logging.getLogger("sqs_tasks.worker")
 
 Message = dict[str, Any]  # a message as ReceiveMessage returns it
-
-
-def _chunks(items: Sequence[Message], size: int = 10) -> Iterable[Sequence[Message]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def _in_batches(
@@ -26,7 +22,7 @@ def _in_batches(
 ) -> list[Message]:
     """Call send (a *_batch operation) for messages, 10 a call; the messages it settled."""
     settled: list[Message] = []
-    for chunk in _chunks(messages):
+    for chunk in batched(messages, 10):
         response = send(
             QueueUrl=url,
             Entries=[
