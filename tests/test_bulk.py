@@ -92,6 +92,7 @@ def test_results_come_back_in_input_order(stack: Stack, enqueued: list[str]) -> 
     ]
 
 
+@pytest.mark.slow
 def test_a_thousand_tasks_are_enqueued_and_all_succeed(stack: Stack) -> None:
     results = _backend().enqueue_many([(tasks.add, [i, 1], {}) for i in range(1000)])
 

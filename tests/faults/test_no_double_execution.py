@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from sqs_tasks.testing import QUEUE_ATTRIBUTES, Stack, drain
 from tests.faults import tasks
 from tests.faults.support import (
@@ -70,6 +72,7 @@ def _enqueue_with_duplicates(first: int, count: int) -> tuple[dict[str, int], in
     return expected, copies
 
 
+@pytest.mark.slow
 def test_duplicate_deliveries_to_concurrent_workers_run_each_body_once(
     stack: Stack, time_machine: Any
 ) -> None:
