@@ -112,7 +112,9 @@ def test_a_schedule_whose_sends_fail_dead_letters_and_its_result_fails(
     # Retried for a day, then dead-lettered to the queue's own dead-letter queue...
     assert target["RetryPolicy"] == {"MaximumEventAgeInSeconds": 86400, "MaximumRetryAttempts": 185}
     assert target["DeadLetterConfig"] == {"Arn": dlq_arn["Attributes"]["QueueArn"]}
-    # ... as Scheduler does when its retries run out: the target's input, in the DLQ.
+    # ... as Scheduler does when its retries run out, a day after the due time: the target's
+    # input, in the DLQ.
+    time_machine.move_to(start + timedelta(days=4), tick=True)
     sqs.send_message(QueueUrl=dlq_url, MessageBody=target["Input"])
     (dead,) = sqs.receive_message(QueueUrl=dlq_url, MessageSystemAttributeNames=["All"])["Messages"]
     response = handler({"Records": [lambda_record(dead, dlq_url, stack.region)]}, DrainContext())

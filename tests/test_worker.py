@@ -175,7 +175,7 @@ def test_long_polls_are_not_cut_short_by_the_read_timeout(stack: Stack, wait_tim
     # An empty 20 s long poll answers after 20 s plus a round trip: a read timeout of 20 s
     # (the backend's default) would time every one of them out and retry it.
     worker = Worker(queues=["default"], wait_time=wait_time)
-    worker._prepare()
+    worker.prepare()
     receiver = worker._receiver()
 
     assert receiver.meta.config.read_timeout >= wait_time + 10

@@ -121,8 +121,8 @@ class _WatchedWorker(Worker):
         self.polling = threading.Event()
         self.poll_returned = threading.Event()
 
-    def _sqs(self) -> Any:
-        sqs = super()._sqs()
+    def _receiver(self) -> Any:
+        sqs = super()._receiver()
         sqs.meta.events.register("before-call.sqs.ReceiveMessage", lambda **kw: self.polling.set())
         sqs.meta.events.register(
             "after-call.sqs.ReceiveMessage", lambda **kw: self.poll_returned.set()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import pickle
 import sys
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -209,9 +210,9 @@ def test_arguments_nested_past_the_limit_are_refused_at_enqueue(stack: Stack, wh
 def test_a_result_its_worker_cannot_rebuild_fails_at_its_first_receive(
     stack: Stack, clock: Any
 ) -> None:
-    """Arguments nested past the recursion limit (stored before enqueue refused them): the
-    first receive ends the result FAILED with the RecursionError, body never run, nothing
-    redelivered or dead-lettered."""
+    """Arguments nested past the recursion limit (stored before enqueue refused them, by a
+    version whose messages carried no digest of them): the first receive ends the result
+    FAILED with the RecursionError, body never run, nothing redelivered or dead-lettered."""
     result = tasks.tally.enqueue(0)
     client("dynamodb").update_item(
         TableName=backend().store.table_name,
@@ -219,6 +220,10 @@ def test_a_result_its_worker_cannot_rebuild_fails_at_its_first_receive(
         UpdateExpression="SET args = :a",
         ExpressionAttributeValues={":a": {"S": json.dumps(_nested(sys.getrecursionlimit()))}},
     )
+    url = backend().queue.url(result.task.queue_name)
+    client("sqs").purge_queue(QueueUrl=url)
+    undigested = replace(Envelope.of(result), args_digest=None)
+    client("sqs").send_message(QueueUrl=url, MessageBody=undigested.encode())
 
     for _ in range(MAX_RECEIVE_COUNT + 1):
         drain()
