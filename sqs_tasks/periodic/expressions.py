@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import calendar
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -151,8 +151,24 @@ def _nearest_weekday(year: int, month: int, day: int, last: int) -> int:
     return day
 
 
+class _Recurring:
+    """What cron and rate expressions share: next firing and membership, from their firings."""
+
+    def firings(self, after: datetime, zone: ZoneInfo) -> Iterator[datetime]:
+        """Every firing strictly after `after`, in UTC, in order."""
+        raise NotImplementedError
+
+    def next_after(self, after: datetime, zone: ZoneInfo) -> datetime | None:
+        """The first firing after `after`, or None if the expression never fires again."""
+        return next(self.firings(after, zone), None)
+
+    def fires_at(self, moment: datetime, zone: ZoneInfo) -> bool:
+        """Whether moment is one of the expression's firings."""
+        return self.next_after(moment - timedelta(seconds=1), zone) == moment
+
+
 @dataclass(frozen=True)
-class Cron:
+class Cron(_Recurring):
     """A parsed `cron(minutes hours day-of-month month day-of-week year)`."""
 
     expression: str
@@ -164,44 +180,37 @@ class Cron:
 
     def firings(self, after: datetime, zone: ZoneInfo) -> Iterator[datetime]:
         """Every firing strictly after `after` (aware), in UTC, in order."""
-        local_after = after.astimezone(zone)
-        for year in sorted(y for y in self.years if y >= local_after.year):
-            for month in sorted(self.months):
-                if (year, month) < (local_after.year, local_after.month):
-                    continue
-                for day in sorted(self.day_rule.days(year, month)):
-                    if date(year, month, day) < local_after.date():
-                        continue
-                    for hour in sorted(self.hours):
-                        for minute in sorted(self.minutes):
-                            moment = _existing(datetime(year, month, day, hour, minute), zone)
-                            if moment is not None and moment > after:
-                                yield moment
-
-    def next_after(self, after: datetime, zone: ZoneInfo) -> datetime | None:
-        """The first firing after `after`, or None if the expression never fires again."""
-        return next(self.firings(after, zone), None)
+        return (moment for moment in self._walk(after, zone, backward=False) if moment > after)
 
     def previous_before(self, before: datetime, zone: ZoneInfo) -> datetime | None:
         """The last firing strictly before `before`, or None if it never fired before it."""
-        local_before = before.astimezone(zone)
-        for year in sorted((y for y in self.years if y <= local_before.year), reverse=True):
-            for month in sorted(self.months, reverse=True):
-                if (year, month) > (local_before.year, local_before.month):
-                    continue
-                for day in sorted(self.day_rule.days(year, month), reverse=True):
-                    if date(year, month, day) > local_before.date():
-                        continue
-                    for hour in sorted(self.hours, reverse=True):
-                        for minute in sorted(self.minutes, reverse=True):
-                            moment = _existing(datetime(year, month, day, hour, minute), zone)
-                            if moment is not None and moment < before:
-                                return moment
-        return None
+        earlier = (m for m in self._walk(before, zone, backward=True) if m < before)
+        return next(earlier, None)
 
-    def fires_at(self, moment: datetime, zone: ZoneInfo) -> bool:
-        """Whether moment is one of the expression's firings."""
-        return self.next_after(moment - timedelta(seconds=1), zone) == moment
+    def _walk(self, start: datetime, zone: ZoneInfo, *, backward: bool) -> Iterator[datetime]:
+        """The instants of every wall-clock firing from start's local day on (or back), in order."""
+        local = start.astimezone(zone)
+
+        def ahead(value: tuple[int, ...], mark: tuple[int, ...]) -> bool:
+            return value < mark if backward else value > mark
+
+        def ordered(values: Iterable[int]) -> list[int]:
+            return sorted(values, reverse=backward)
+
+        for year in ordered(self.years):
+            if ahead((local.year,), (year,)):
+                continue
+            for month in ordered(self.months):
+                if ahead((local.year, local.month), (year, month)):
+                    continue
+                for day in ordered(self.day_rule.days(year, month)):
+                    if ahead((local.year, local.month, local.day), (year, month, day)):
+                        continue
+                    for hour in ordered(self.hours):
+                        for minute in ordered(self.minutes):
+                            moment = _existing(datetime(year, month, day, hour, minute), zone)
+                            if moment is not None:
+                                yield moment
 
 
 def _existing(local: datetime, zone: ZoneInfo) -> datetime | None:
@@ -214,7 +223,7 @@ def _existing(local: datetime, zone: ZoneInfo) -> datetime | None:
 
 
 @dataclass(frozen=True)
-class Rate:
+class Rate(_Recurring):
     """A parsed `rate(value unit)`: a firing every `seconds`, counted from RATE_EPOCH."""
 
     expression: str
@@ -228,17 +237,9 @@ class Rate:
             yield moment.astimezone(UTC)
             moment += timedelta(seconds=self.seconds)
 
-    def next_after(self, after: datetime, zone: ZoneInfo) -> datetime | None:
-        """The first firing after `after`."""
-        return next(self.firings(after, zone))
-
     def previous_before(self, before: datetime, zone: ZoneInfo) -> datetime | None:
         """The last firing strictly before `before`."""
         return self.next_after(before - timedelta(seconds=self.seconds + 1e-6), zone)
-
-    def fires_at(self, moment: datetime, zone: ZoneInfo) -> bool:
-        """Whether moment is one of the expression's firings."""
-        return self.next_after(moment - timedelta(seconds=1), zone) == moment
 
 
 Expression = Cron | Rate
