@@ -113,26 +113,24 @@ class Envelope:
 
     def encode(self, keyring: Keyring | None = None) -> str:
         """Serialise to the JSON body sent to SQS, signed with the backend's current key."""
-        fields = self._fields()
-        signer = _signer(keyring or keyring_for(self.backend))
-        return json.dumps(
-            {**fields, "sig": signer.signature(_canonical(fields))}, separators=(",", ":")
-        )
+        return _signed_body(self._fields(), keyring or keyring_for(self.backend))
 
 
 def firing_body(name: str, *, backend: str, task_path: str, queue_name: str, priority: int) -> str:
     """The Input of a periodic task's schedule: signed, its scheduled time left to the scheduler."""
-    fields: dict[str, Any] = {
-        "v": VERSION,
-        "id": name,
-        "backend": backend,
-        "task": task_path,
-        "q": queue_name,
-        "p": priority,
+    fields = {
+        **Envelope(name, backend, task_path, queue_name, priority)._fields(),
         "kind": PERIODIC,
     }
-    signature = _signer(keyring_for(backend)).signature(_canonical(fields))
-    return json.dumps({**fields, "at": SCHEDULED_TIME, "sig": signature}, separators=(",", ":"))
+    return _signed_body(fields, keyring_for(backend), unsigned={"at": SCHEDULED_TIME})
+
+
+def _signed_body(
+    fields: dict[str, Any], keyring: Keyring, unsigned: dict[str, str] | None = None
+) -> str:
+    """The JSON body of fields, signed, with unsigned fields beside them."""
+    signature = _signer(keyring).signature(_canonical(fields))
+    return json.dumps({**fields, **(unsigned or {}), "sig": signature}, separators=(",", ":"))
 
 
 def _scheduled(value: Any) -> datetime:
