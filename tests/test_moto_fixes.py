@@ -21,7 +21,7 @@ from sqs_tasks.testing.moto_fixes import (
 
 
 def _originals() -> dict[str, Any]:
-    return {name: Queue.__dict__[name] for name in _QUEUE_COUNTS} | {
+    return {name: Queue.__dict__[name] for name in (*_QUEUE_COUNTS, "delete_message")} | {
         "send_message": SQSBackend.__dict__["send_message"]
     }
 
@@ -89,6 +89,43 @@ def test_a_send_in_one_thread_leaves_counts_exact_in_the_others() -> None:
     assert depth == {"ApproximateNumberOfMessages": "1"}
 
 
+def test_a_delete_holds_the_queue_lock_that_sends_and_other_deletes_take(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Unlocked, two concurrent deletes each rebuild the message list and one puts the other's
+    # deleted message back (getmoto/moto#7164): held, the lock leaves no gap for that.
+    original = Queue.__dict__["delete_message"]
+    held: list[bool] = []
+
+    def spy(self: Any, receipt_handle: str) -> None:
+        taken: list[bool] = []
+
+        def try_lock() -> None:
+            taken.append(self._messages_lock.acquire(blocking=False))
+            if taken[0]:
+                self._messages_lock.release()
+
+        other = threading.Thread(target=try_lock)
+        other.start()
+        other.join()
+        held.append(not taken[0])
+        original(self, receipt_handle)
+
+    monkeypatch.setattr(Queue, "delete_message", spy)
+    with mock_aws(), faithful_moto():
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        url = sqs.create_queue(QueueName="deletes")["QueueUrl"]
+        sqs.send_message(QueueUrl=url, MessageBody="one")
+        (message,) = sqs.receive_message(QueueUrl=url)["Messages"]
+        sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        depth = sqs.get_queue_attributes(
+            QueueUrl=url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"]
+        )["Attributes"]
+
+    assert held == [True]
+    assert depth == {"ApproximateNumberOfMessagesNotVisible": "0"}
+
+
 def test_moto_is_itself_again_on_exit() -> None:
     before = _originals()
     with faithful_moto():
@@ -103,6 +140,7 @@ def test_every_fix_applies_to_the_installed_moto() -> None:
         *(("DynamoDBBackend", name) for name in _DYNAMODB_WRITES),
         ("SQSBackend", "is_message_valid_based_on_retention_period"),
         ("SQSBackend", "send_message"),
+        ("Queue", "delete_message"),
         *(("Queue", name) for name in _QUEUE_COUNTS),
     }
 

@@ -1,4 +1,4 @@
-"""moto as AWS behaves: atomic conditional writes, and no cost that grows with queue depth."""
+"""moto as AWS behaves: atomic writes and deletes, and no cost that grows with queue depth."""
 
 from __future__ import annotations
 
@@ -30,6 +30,18 @@ def _atomic(write: Callable[..., Any]) -> Callable[..., Any]:
             return write(*args, **kwargs)
 
     return locked
+
+
+def _serialised_delete(delete: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(delete)
+    def deleting(self: Any, receipt_handle: str) -> None:
+        lock = getattr(self, "_messages_lock", None)
+        if lock is None:
+            raise _changed(type(self), "_messages_lock", "Condition (an instance attribute)")
+        with lock:
+            delete(self, receipt_handle)
+
+    return deleting
 
 
 def _retained(self: Any, queue_name: str, message: Any) -> bool:
@@ -65,16 +77,20 @@ class MotoChanged(RuntimeError):
     """A moto internal these fixes patch is gone or changed shape: update the fixes."""
 
 
+def _changed(owner: type, name: str, kind: str) -> MotoChanged:
+    from moto import __version__
+
+    return MotoChanged(
+        f"moto {__version__}: {owner.__module__}.{owner.__qualname__}.{name} is not the "
+        f"{kind} sqs_tasks.testing.moto_fixes patches; update the fixes "
+        "for this moto (or pin moto to a version they support)."
+    )
+
+
 def _require(owner: type, name: str, kind: type | None = None) -> Any:
     value = owner.__dict__.get(name)
     if value is None or (kind is not None and not isinstance(value, kind)):
-        from moto import __version__
-
-        raise MotoChanged(
-            f"moto {__version__}: {owner.__module__}.{owner.__qualname__}.{name} is not the "
-            f"{(kind or object).__name__} sqs_tasks.testing.moto_fixes patches; update the fixes "
-            "for this moto (or pin moto to a version they support)."
-        )
+        raise _changed(owner, name, (kind or object).__name__)
     return value
 
 
@@ -90,6 +106,11 @@ def planned_patches() -> list[tuple[Any, str, Any]]:
         (DynamoDBBackend, name, _atomic(_require(DynamoDBBackend, name)))
         for name in _DYNAMODB_WRITES
     ]
+    # The same issue for SQS: Queue.delete_message rebuilds the queue's message list without
+    # the queue's lock, so of two concurrent deletes one can put the other's message back,
+    # and a deleted message is delivered again, which SQS never does.
+    delete = _require(Queue, "delete_message")
+    patches.append((Queue, "delete_message", _serialised_delete(delete)))
     # No upstream issue yet: moto computes every queue attribute (three scans of the queue)
     # for each message it returns and for each message sent, so cost grows with queue depth.
     _require(SQSBackend, "is_message_valid_based_on_retention_period")
