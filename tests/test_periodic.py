@@ -15,6 +15,8 @@ from django.core.management import call_command
 from django.tasks import default_task_backend
 from django.test import override_settings
 
+from sqs_tasks.local.expectations import Tracker, judge
+from sqs_tasks.local.periodic import expect_first_firings, sync_declared
 from sqs_tasks.message import SCHEDULED_TIME
 from sqs_tasks.periodic.declarations import SCHEDULE_PREFIX
 from sqs_tasks.testing import aws_stack, drain
@@ -148,3 +150,29 @@ def test_a_periodic_task_that_is_not_a_task_is_a_check_error() -> None:
 
     assert [e.id for e in errors if e.id == "sqs_tasks.E007"] == ["sqs_tasks.E007"]
     assert "['PERIODIC']['oops'] cannot run" in next(e.msg for e in errors if e.id.endswith("7"))
+
+
+def test_a_local_run_syncs_the_declared_tasks_and_awaits_only_firings_due_soon() -> None:
+    tasks.runs.clear()
+    declared = {"default": {**settings.TASKS["default"], "OPTIONS": {"PERIODIC": PERIODIC}}}
+    start = datetime(2026, 12, 7, 12, 1, 30, tzinfo=UTC)
+    tracker = Tracker()
+    with override_settings(TASKS=declared), aws_stack():
+        backend = default_task_backend
+        with time_machine.travel(start, tick=False):
+            made = sync_declared(backend)
+            again = sync_declared(backend)
+            ids, notes = expect_first_firings(backend, tracker, timedelta(minutes=10))
+        with time_machine.travel(start + timedelta(minutes=10), tick=False):
+            drain()
+        results = backend.get_results(ids)
+
+    assert [line.split()[0] for line in made] == ["create", "create"], made
+    assert again == []
+    assert ids == ["tick@2026-12-07T12:05:00Z"]
+    # 02:30 in Paris in December (UTC+1), the next day: far past the run, so not awaited.
+    assert notes == [
+        "periodic paris (cron(30 2 * * ? *)): not awaited, its first firing is at "
+        "2026-12-08 01:30:00 UTC"
+    ]
+    assert [judge(r, tracker.expected[r.id]) for r in results] == [None]

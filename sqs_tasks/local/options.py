@@ -62,6 +62,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"window + {VISIBILITY_MARGIN} s only, so this takes seconds",
     )
     parser.add_argument(
+        "--periodic",
+        action="store_true",
+        help="also wait for the first firing of each periodic task (OPTIONS['PERIODIC']) that "
+        "is due within --timeout: a minute for rate(1 minute); without it they are synced to "
+        "the local schedule group and fire on schedule, unawaited",
+    )
+    parser.add_argument(
         "--visibility-timeout",
         type=int,
         metavar="S",
@@ -113,6 +120,7 @@ class Options:
     no_sam: bool
     tasks: int
     dead_letter: bool
+    periodic: bool
     visibility_timeout: int | None
     timeout: float
     rebuild: bool
@@ -139,6 +147,7 @@ class Options:
             no_sam=args.no_sam,
             tasks=args.tasks,
             dead_letter=args.dead_letter,
+            periodic=args.periodic,
             visibility_timeout=args.visibility_timeout,
             timeout=args.timeout if args.timeout is not None else 120 + args.tasks / 10,
             rebuild=args.rebuild,

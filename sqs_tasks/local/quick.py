@@ -1,8 +1,9 @@
 """`sqs-tasks local --no-sam`: the project's TASKS on a moto server, in seconds, without SAM.
 
 What the SAM stack would name (Prefix `local`) is made directly: the results table, one queue
-and dead-letter queue per QUEUES entry, the schedule group; tasks are run by the same worker
-as `manage.py sqs_tasks_worker` in this process, with the project's settings. No template,
+and dead-letter queue per QUEUES entry, the schedule group with the project's periodic tasks;
+tasks are run by the same worker as `manage.py sqs_tasks_worker` in this process, with the
+project's settings, and due schedules fire as EventBridge Scheduler fires them. No template,
 no code package, no event source mappings: for daily work on tasks. `sqs-tasks local` (with
 SAM) is the one that checks the stack itself.
 """
@@ -20,8 +21,10 @@ from typing import Any
 from ..stack.generate import ProjectError, settings_from_manage_py
 from .console import Console
 from .environment import configure_logging, moto_server, preimport
+from .periodic import sync_declared
 from .serve import serve
 from .tools import FAKE_CREDENTIALS, REGION, DeployError
+from .workers import fire_schedules
 
 PREFIX = "local-"
 SMOKE_TIMEOUT = 60
@@ -96,9 +99,16 @@ def main(project: Path, keep_running: bool, env_file: Path | None) -> int:
 
             made = provision(default_task_backend)
             console.say(f"[1/2] {settings_module} on {server.url}: made {', '.join(made)}")
+            for change in sync_declared(default_task_backend):
+                console.say(f"    periodic tasks, as `sqs_tasks_schedules sync` does: {change}")
             worker = Worker(concurrency=2, wait_time=1)
             thread = threading.Thread(target=worker.run, name="worker", daemon=True)
             thread.start()
+            # EventBridge Scheduler's part: deferred tasks and periodic firings, when due.
+            stopping = threading.Event()
+            threading.Thread(
+                target=fire_schedules, args=(stopping,), name="scheduler", daemon=True
+            ).start()
             try:
                 status = smoke_check(console)
                 took = time.monotonic() - began
@@ -106,6 +116,7 @@ def main(project: Path, keep_running: bool, env_file: Path | None) -> int:
                 if status == EXIT_OK and keep_running:
                     serve(console, env, env_file)
             finally:
+                stopping.set()
                 worker.stop()
                 thread.join(timeout=30)
             return status

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Sequence
 from contextlib import ExitStack
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from .load import enqueue_load
 from .mapping_config import deployed_mappings
 from .mix import enqueue_mix, send_forged
 from .options import VISIBILITY_MARGIN, Options
+from .periodic import expect_first_firings, sync_declared
 from .report import failure_lines, mapping_lines, read_results, report_lines, unfinished
 from .serve import serve
 from .stack import Deployment, deploy
@@ -160,6 +162,10 @@ class LocalRun:
         group = make_schedule_group(deployment)
         if group:
             console.step(f"made schedule group {group} (moto's CloudFormation skips the type)")
+        from django.tasks import default_task_backend
+
+        for change in sync_declared(default_task_backend):
+            console.step(f"periodic tasks, as `manage.py sqs_tasks_schedules sync` does: {change}")
         self.variables = variables
 
     def start_workers(self, deployment: Deployment) -> None:
@@ -213,6 +219,15 @@ class LocalRun:
             from .smoke import enqueue_smoke  # Defines a task: Django must be set up.
 
             ids = enqueue_smoke(tracker)
+        if options.periodic:
+            from django.tasks import default_task_backend
+
+            # Within the time left, less a margin for the firing's own run.
+            within = timedelta(seconds=options.timeout - (time.monotonic() - started) - 10)
+            fired, notes = expect_first_firings(default_task_backend, tracker, within)
+            ids += fired
+            for note in notes:
+                console.step(note)
         if options.dead_letter:
             send_forged(deployment, tracker, self.mappings)
         load = enqueue_load(options.tasks, tracker, console, started) if options.tasks else None

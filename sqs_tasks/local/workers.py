@@ -48,7 +48,7 @@ def start_mappings(
 
 
 def fire_schedules(stopping: threading.Event) -> None:
-    """EventBridge Scheduler: send each one-time schedule's message once it is due."""
+    """EventBridge Scheduler: send each due one-time schedule's message and periodic firing."""
     from ..testing import fire_due_schedules
 
     while not stopping.wait(1):

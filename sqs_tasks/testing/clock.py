@@ -16,6 +16,15 @@ SCHEDULED_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 _last_fired: dict[tuple[str, datetime], datetime] = {}
 
 
+def counted_from(schedule: dict[str, Any]) -> datetime:
+    """The moment a periodic schedule's firings are counted after: made, or its StartDate."""
+    since: datetime = schedule["CreationDate"]
+    if schedule.get("StartDate") is not None:
+        # A schedule fires on or after its StartDate, never before it was made.
+        since = max(since, schedule["StartDate"] - timedelta(microseconds=1))
+    return since
+
+
 def fire_periodic(sqs: Any, urls: dict[str, str], schedule: dict[str, Any], now: datetime) -> int:
     """Send one message per firing of a periodic schedule due by now; returns how many."""
     if schedule.get("State", "ENABLED") != "ENABLED":
@@ -23,11 +32,7 @@ def fire_periodic(sqs: Any, urls: dict[str, str], schedule: dict[str, Any], now:
     expression = parse(schedule["ScheduleExpression"])
     zone = ZoneInfo(schedule.get("ScheduleExpressionTimezone") or "UTC")
     key = (schedule["Arn"], schedule["CreationDate"])
-    since = schedule["CreationDate"]
-    if schedule.get("StartDate") is not None:
-        # A schedule fires on or after its StartDate, never before it was made.
-        since = max(since, schedule["StartDate"] - timedelta(microseconds=1))
-    since = _last_fired.get(key, since)
+    since = _last_fired.get(key, counted_from(schedule))
     target = schedule["Target"]
     sent = 0
     for at in expression.firings(since, zone):
