@@ -22,6 +22,7 @@ import yaml
 
 from sqs_tasks.local.build import build
 from sqs_tasks.local.environment import moto_server
+from sqs_tasks.local.run import WORKDIR
 from sqs_tasks.local.stack import Deployment, deploy
 from sqs_tasks.local.tools import DeployError, SamTools, ToolsMissing
 
@@ -114,12 +115,14 @@ def sam_tools() -> SamTools:
 
 
 @pytest.fixture(scope="session")
-def sam_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """`sam build` of template.yaml into a fresh directory; returns the built template."""
+def sam_build() -> Path:
+    """`sam build` of template.yaml, as `sqs-tasks local` makes it; returns the built template."""
     tools = sam_tools()
-    build_dir = tmp_path_factory.mktemp("sam") / "build"
+    # sqs-tasks local's build directory: a build of the same files and tools is made once
+    # for these tests and the local runs of tests/test_local.py (bin/check-infra builds afresh).
+    build_dir = REPO / WORKDIR / "build"
     try:
-        return build(REPO / "template.yaml", build_dir, tools, reuse=False)
+        return build(REPO / "template.yaml", build_dir, tools)
     except DeployError as e:
         pytest.fail(str(e))
 
