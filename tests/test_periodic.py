@@ -176,3 +176,12 @@ def test_a_local_run_syncs_the_declared_tasks_and_awaits_only_firings_due_soon()
         "2026-12-08 01:30:00 UTC"
     ]
     assert [judge(r, tracker.expected[r.id]) for r in results] == [None]
+
+
+def test_a_local_run_says_why_it_could_not_sync_instead_of_failing() -> None:
+    bad = {"gone": {"task": "tests.tasks.no_such_task", "schedule": "rate(1 hour)"}}
+    declared = {"default": {**settings.TASKS["default"], "OPTIONS": {"PERIODIC": bad}}}
+    with override_settings(TASKS=declared), aws_stack():
+        lines = sync_declared(default_task_backend)
+
+    assert len(lines) == 1 and lines[0].startswith("not synced: Periodic task 'gone': "), lines
