@@ -202,18 +202,39 @@ def running(initialised: Path, sam_tools: SamTools) -> Iterator[tuple[dict[str, 
 def test_sam_build_packages_the_project_with_sqs_tasks_from_its_requirements(
     running: tuple[dict[str, str], Path], initialised: Path
 ) -> None:
-    package = initialised / ".aws-sam" / "local" / "build" / "WorkerFunction"
-    for path in (
-        "mysite/settings.py",
-        "shop/tasks.py",
-        "sqs_tasks/backend.py",
-        "lambda_handler/handler.py",
-        "django/__init__.py",
-        "sqs_tasks/worker/__pycache__/attempt.cpython-313.pyc",
-    ):
-        assert (package / path).is_file(), path
-    for dev_only in ("sqs_tasks/local", "sqs_tasks/testing", "sqs_tasks/cli", "bin", "example"):
-        assert not (package / dev_only).exists(), dev_only
+    # What bin/check-infra checks of the repository's packages (it leaves this build to here).
+    for function in ("WorkerFunction", "DeadLetterFunction"):
+        package = initialised / ".aws-sam" / "local" / "build" / function
+        for path in (
+            "mysite/settings.py",
+            "shop/tasks.py",
+            "sqs_tasks/backend.py",
+            "lambda_handler/handler.py",
+            "lambda_handler/dlq.py",
+            "django/__init__.py",
+            "aws_lambda_powertools/__init__.py",
+            "boto3/__init__.py",
+            "django/__pycache__/__init__.cpython-313.pyc",
+            "sqs_tasks/worker/__pycache__/attempt.cpython-313.pyc",
+        ):
+            assert (package / path).is_file(), (function, path)
+        botocore = re.search(
+            r"^__version__ = '(.+)'$", (package / "botocore/__init__.py").read_text(), re.M
+        )
+        assert botocore is not None, function
+        trimmed = package / "sqs_tasks/aws/_botocore_data"
+        assert list(trimmed.glob(f"endpoints-{botocore[1]}-*.json")), (function, "endpoints")
+        for unwanted in (
+            ".venv",
+            "tests",
+            "template.yaml",
+            "bin",
+            "example",
+            "sqs_tasks/local",
+            "sqs_tasks/testing",
+            "sqs_tasks/cli",
+        ):
+            assert not (package / unwanted).exists(), (function, unwanted)
 
 
 def test_local_runs_the_projects_settings_and_a_smoke_check(
