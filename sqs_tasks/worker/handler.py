@@ -15,6 +15,7 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from ..message import peek_priority
+from . import metrics
 from .attempt import Attempt, Redeliver, send_again
 from .boot import batch_processor
 from .claim_ahead import ClaimAhead
@@ -96,6 +97,8 @@ def handler(event: dict[str, Any], context: Any) -> PartialItemFailureResponse:
     records = sorted(event.get("Records", []), key=lambda r: -peek_priority(r["body"]))
     event["Records"] = records
     with ExitStack() as stack:
+        # Flushed last, once the batch and its deadline are done: one EMF line per queue.
+        stack.enter_context(metrics.recording())
         deadline = None
         if getattr(context, "kills_at_deadline", True):  # Lambda's own context does.
             deadline = stack.enter_context(Deadline(records, context, MIN_REMAINING))
