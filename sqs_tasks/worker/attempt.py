@@ -41,6 +41,13 @@ logger = logging.getLogger("sqs_tasks.runner")
 # Lambda kills the invocation at its deadline; the lease outlives it by this much.
 LEASE_MARGIN = timedelta(seconds=30)
 
+_OUTCOMES = {
+    Metric.SUCCEEDED: "succeeded",
+    Metric.FAILED: "failed",
+    Metric.RETRIED: "retried",
+    Metric.DUPLICATES_DROPPED: "duplicate",
+}
+
 current_task: ContextVar[tuple[str, str] | None] = ContextVar("sqs_tasks_task", default=None)
 
 
@@ -103,6 +110,8 @@ class Attempt:
         # The batch's metrics (None outside a handler), and when the task body started.
         self._metrics = current()
         self._started: datetime | None = None
+        # How the attempt ended, for its trace: succeeded, failed, retried or duplicate.
+        self.outcome: str | None = None
 
     @classmethod
     def start(
@@ -337,6 +346,7 @@ class Attempt:
 
     def _count(self, metric: Metric, ended: datetime | None = None) -> None:
         """Count metric for this task; with ended, also the body's run time up to then."""
+        self.outcome = _OUTCOMES.get(metric, self.outcome)
         if self._metrics is None:
             return
         queue, task_path = self.envelope.queue_name, self.envelope.task_path

@@ -21,6 +21,7 @@ from .boot import batch_processor
 from .claim_ahead import ClaimAhead
 from .context import LambdaContext
 from .deadline import Deadline
+from .tracing import traced
 
 logger = logging.getLogger("sqs_tasks.handler")
 
@@ -64,7 +65,8 @@ def record_handler(record: SQSRecord, lambda_context: Any) -> None:
             )
         # Claimed ahead, it runs with its lease counted from then.
         before_finish = ahead.after(record.receipt_handle) if ahead is not None else None
-        with _running(attempt, lambda_context, deadline):
+        header = record.attributes.aws_trace_header
+        with _running(attempt, lambda_context, deadline), traced(attempt, header):
             attempt.run(before_finish)
     except Redeliver as e:
         logger.info("Record %s left for redelivery: %s", record.message_id, e)
