@@ -1,11 +1,12 @@
 """An X-Ray subsegment per task, when the stack turned tracing on (SQS_TASKS_TRACING=true).
 
-Off (the default), nothing is imported: Powertools' Tracer and aws-xray-sdk load at the first
-traced task only. On, each task's subsegment is annotated with its result id, task path,
-queue and outcome, and with the trace id of the request that enqueued it (the AWSTraceHeader
-SQS passes on from a traced producer), so a search for that annotation finds the task.
-aws-xray-sdk must then be installed (`sqs-tasks[tracing]`, or the Lambda package's
-requirements); Powertools' Tracer does nothing outside Lambda.
+Off (the default), no Tracer is made and aws-xray-sdk is never imported (Powertools' package
+imports the Tracer class, not the SDK). On, they load at the first traced task, and each
+task's subsegment is annotated with its result id, task path, queue and outcome, and with the
+trace id of the request that enqueued it (the AWSTraceHeader SQS passes on from a traced
+producer), so a search for that annotation finds the task. aws-xray-sdk must then be
+installed (`sqs-tasks[tracing]`, or the Lambda package's requirements); Powertools' Tracer
+does nothing outside Lambda.
 """
 
 from __future__ import annotations
