@@ -85,7 +85,9 @@ def percentile(values: list[float], share: float) -> float | None:
 
 
 def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.0f}"
+    if value is None:
+        return "-"
+    return f"{value:.1f}" if value < 10 else f"{value:.0f}"
 
 
 class MetricsTap(io.TextIOBase):
