@@ -8,7 +8,9 @@ from contextlib import redirect_stdout
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqs_tasks.local.emf import MetricsTap, percentile
+import pytest
+
+from sqs_tasks.local.emf import MetricsTap, percentile, tapped
 from sqs_tasks.worker.metrics import Metric, Recorder
 
 
@@ -51,3 +53,19 @@ def test_percentiles_are_nearest_rank() -> None:
     assert percentile(values, 0.99) == 99
     assert percentile([7.0], 0.99) == 7
     assert percentile([], 0.5) is None
+
+
+def test_tapped_diverts_stdout_only_while_the_block_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "run.log"
+    recorder = Recorder()
+    recorder.count(Metric.STARTED, "default", "app.tasks.t")
+    with tapped(log) as tap:
+        recorder.flush()
+        print("still shown")
+    print("after")
+
+    assert capsys.readouterr().out == "still shown\nafter\n"
+    assert tap.totals.lines == 1
+    assert '"TasksStarted":[1.0]' in log.read_text()

@@ -10,8 +10,11 @@ from __future__ import annotations
 import io
 import json
 import math
+import sys
 import threading
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -114,7 +117,9 @@ class MetricsTap(io.TextIOBase):
         return len(text)
 
     def flush(self) -> None:
-        self.out.flush()
+        # Also called when the tap is collected, perhaps after the stream it wraps closed.
+        if not self.out.closed:
+            self.out.flush()
 
     def _line(self, line: str) -> None:
         if line.startswith("{") and '"_aws"' in line:
@@ -128,3 +133,14 @@ class MetricsTap(io.TextIOBase):
                     log.write(line + "\n")
                 return
         self.out.write(line + "\n")
+
+
+@contextmanager
+def tapped(log_path: Path) -> Iterator[MetricsTap]:
+    """stdout a MetricsTap while the block runs (the report keeps the stdout it had)."""
+    tap = MetricsTap(sys.stdout, log_path)
+    sys.stdout = tap
+    try:
+        yield tap
+    finally:
+        sys.stdout = tap.out

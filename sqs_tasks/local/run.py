@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -23,7 +22,7 @@ from typing import Any
 
 from .build import FINGERPRINT_FILE
 from .console import Console, follow, plural
-from .emf import MetricsTap
+from .emf import MetricsTap, tapped
 from .environment import (
     configure_django,
     configure_logging,
@@ -110,9 +109,7 @@ class LocalRun:
                 return EXIT_SETUP
             self.configure(deployment)
             # The functions' EMF lines go to the log and the metric totals, not the report.
-            self.tap = MetricsTap(sys.stdout, self.log_path)
-            sys.stdout = self.tap
-            stack.callback(setattr, sys, "stdout", self.tap.out)
+            self.tap = stack.enter_context(tapped(self.log_path))
             stack.callback(self.stop_workers)
             self.start_workers(deployment)
             status = self.enqueue_and_wait(deployment)
