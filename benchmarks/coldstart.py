@@ -27,12 +27,21 @@ _REPORT = (
 )
 LAMBDA_INIT = "import lambda_handler.handler\n"
 WITH_SQS = "handler + SQS client (a first retry or enqueue)"
+# The handler with its metrics on, as deployed: the first batch's EMF line written.
+WITH_METRICS = "handler + metrics (its first EMF line)"
 VARIANTS: dict[str, str] = {
     # The reference the target is set against.
     "bare": "import boto3, django\ndjango.setup()\n",
     # The worker's init as Lambda runs it: the handler imported, which sets Django up, turns
     # JSON logging on and makes the DynamoDB client every task uses.
     "handler": LAMBDA_INIT,
+    WITH_METRICS: (
+        LAMBDA_INIT
+        + "from sqs_tasks.worker.metrics import Metric, Recorder\n"
+        + "recorder = Recorder()\n"
+        + "recorder.count(Metric.STARTED, 'default', 'example.tasks.add')\n"
+        + "recorder.flush()\n"
+    ),
     # Where the difference goes: what bare lacks of the handler's start, one piece at a time.
     WITH_SQS: (
         LAMBDA_INIT

@@ -80,6 +80,19 @@ def rows(stdout: str) -> dict[str, list[str]]:
     return found
 
 
+def metric_totals(stdout: str) -> dict[str, list[str]]:
+    """The metrics table: metric (or header "metric") -> its cells per queue."""
+    found: dict[str, list[str]] = {}
+    lines = stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("Metrics the functions"))
+    for line in lines[start + 1 :]:
+        if not line.startswith("  "):
+            break
+        name, *cells = re.split(r"\s{2,}", line.strip())
+        found[name] = cells
+    return found
+
+
 def test_the_mix_bulk_load_and_a_dead_letter_end_as_they_should(sam_tools: SamTools) -> None:
     done = sqs_tasks_local(
         "--dead-letter",
@@ -107,6 +120,22 @@ def test_the_mix_bulk_load_and_a_dead_letter_end_as_they_should(sam_tools: SamTo
     assert re.search(r"^emails\s+20\s+SUCCESSFUL 20\s", out, re.MULTILINE), out
     assert re.search(r"throughput: enqueued 40 tasks in .* tasks/s end to end", out), out
     assert "All 53 tasks reached the state they should" in out
+    # The metric totals, from the EMF lines the emulated functions wrote (not on stdout).
+    assert '"_aws"' not in out
+    metrics = metric_totals(out)
+    assert metrics["metric"] == ["default", "emails"]
+    totals = {
+        name: sum(map(int, cells))
+        for name, cells in metrics.items()
+        if name != "metric" and not name.endswith("(ms)")
+    }
+    # 11 of the mix succeed (flaky on its 2nd attempt), 1 fails, 1 retries; 40 no-op tasks;
+    # and the example's minutely periodic add() when a firing falls due during the run.
+    assert (totals["TasksFailed"], totals["TasksRetried"]) == (1, 1)
+    assert totals["TasksSucceeded"] in {51, 52}
+    assert totals["TasksStarted"] == totals["TasksSucceeded"] + 2
+    assert metrics["TasksSucceeded"][1] == "21"  # the emails load and shout(...)
+    assert "RunTime p99 (ms)" in metrics and "QueueDelay p50 (ms)" in metrics
     # Progress went to stderr.
     assert re.search(r"run \[#+\] 53/53 finished", done.stderr), done.stderr
 

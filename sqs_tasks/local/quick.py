@@ -20,6 +20,7 @@ from typing import Any
 
 from ..stack.generate import ProjectError, settings_from_manage_py
 from .console import Console
+from .emf import tapped
 from .environment import configure_logging, moto_server, preimport
 from .periodic import sync_declared
 from .serve import serve
@@ -102,23 +103,25 @@ def main(project: Path, keep_running: bool, env_file: Path | None) -> int:
             for change in sync_declared(default_task_backend):
                 console.say(f"    periodic tasks, as `sqs_tasks_schedules sync` does: {change}")
             worker = Worker(concurrency=2, wait_time=1)
-            thread = threading.Thread(target=worker.run, name="worker", daemon=True)
-            thread.start()
-            # EventBridge Scheduler's part: deferred tasks and periodic firings, when due.
-            stopping = threading.Event()
-            threading.Thread(
-                target=fire_schedules, args=(stopping,), name="scheduler", daemon=True
-            ).start()
-            try:
-                status = smoke_check(console)
-                took = time.monotonic() - began
-                console.say(f"    up in {took:.1f} s")
-                if status == EXIT_OK and keep_running:
-                    serve(console, env, env_file)
-            finally:
-                stopping.set()
-                worker.stop()
-                thread.join(timeout=30)
+            # The worker's EMF lines go to the log, not between the report's lines.
+            with tapped(workdir / "run.log"):
+                thread = threading.Thread(target=worker.run, name="worker", daemon=True)
+                thread.start()
+                # EventBridge Scheduler's part: deferred tasks and periodic firings, when due.
+                stopping = threading.Event()
+                threading.Thread(
+                    target=fire_schedules, args=(stopping,), name="scheduler", daemon=True
+                ).start()
+                try:
+                    status = smoke_check(console)
+                    took = time.monotonic() - began
+                    console.say(f"    up in {took:.1f} s")
+                    if status == EXIT_OK and keep_running:
+                        serve(console, env, env_file)
+                finally:
+                    stopping.set()
+                    worker.stop()
+                    thread.join(timeout=30)
             return status
     except DeployError as e:
         console.say(f"sqs-tasks local --no-sam: {e}")

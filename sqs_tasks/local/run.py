@@ -22,6 +22,7 @@ from typing import Any
 
 from .build import FINGERPRINT_FILE
 from .console import Console, follow, plural
+from .emf import MetricsTap, tapped
 from .environment import (
     configure_django,
     configure_logging,
@@ -86,6 +87,7 @@ class LocalRun:
         self.mappings: list[Any] = []
         self.variables: dict[str, str] = {}  # the worker function's environment
         self.stopping = threading.Event()  # stops the scheduler's clock
+        self.tap: MetricsTap | None = None
 
     def run(self) -> int:
         """Deploy, configure, start the workers, enqueue, wait, report."""
@@ -106,6 +108,8 @@ class LocalRun:
                 say(f"\nsqs-tasks local: could not deploy the stack:\n{e}")
                 return EXIT_SETUP
             self.configure(deployment)
+            # The functions' EMF lines go to the log and the metric totals, not the report.
+            self.tap = stack.enter_context(tapped(self.log_path))
             stack.callback(self.stop_workers)
             self.start_workers(deployment)
             status = self.enqueue_and_wait(deployment)
@@ -243,7 +247,8 @@ class LocalRun:
         expected = tracker.snapshot()
         results = read_results(list(expected))
         lines, problems = report_lines(ids, expected, tracker, results, load, last_finished)
-        for line in [*lines, "", *mapping_lines(self.mappings)]:
+        metrics = self.tap.totals.report() if self.tap is not None else []
+        for line in [*lines, "", *mapping_lines(self.mappings), "", *metrics]:
             console.say(line)
         if timed_out:
             return self.fail(

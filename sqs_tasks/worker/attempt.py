@@ -34,11 +34,19 @@ from ..results import (
 )
 from ..task import SQSTask
 from .firing import claim_firing
+from .metrics import Metric, current
 
 logger = logging.getLogger("sqs_tasks.runner")
 
 # Lambda kills the invocation at its deadline; the lease outlives it by this much.
 LEASE_MARGIN = timedelta(seconds=30)
+
+_OUTCOMES = {
+    Metric.SUCCEEDED: "succeeded",
+    Metric.FAILED: "failed",
+    Metric.RETRIED: "retried",
+    Metric.DUPLICATES_DROPPED: "duplicate",
+}
 
 current_task: ContextVar[tuple[str, str] | None] = ContextVar("sqs_tasks_task", default=None)
 
@@ -99,6 +107,11 @@ class Attempt:
         self._lock = threading.Lock()
         self._running: tuple[Item, TaskResult[..., Any]] | None = None
         self._timed_out: TaskTimedOut | None = None
+        # The batch's metrics (None outside a handler), and when the task body started.
+        self._metrics = current()
+        self._started: datetime | None = None
+        # How the attempt ended, for its trace: succeeded, failed, retried or duplicate.
+        self.outcome: str | None = None
 
     @classmethod
     def start(
@@ -186,6 +199,7 @@ class Attempt:
         # InvalidTaskPath: not a Task at all; InvalidTask: e.g. a queue this worker no longer
         # lists; else arguments that cannot be rebuilt (nested too deep to normalise).
         logger.error("Refused result %s: %s", self.envelope.result_id, error)
+        self._count(Metric.FAILED)
         self.backend.store.finish(item, now=datetime.now(UTC), error=task_error(error))
 
     def time_out(self, error: TaskTimedOut) -> None:
@@ -209,6 +223,7 @@ class Attempt:
             self._end_timed_out(item, result, timed_out)
             return
         task = result.task
+        self._note_start(item)
         close_old_connections()
         try:
             # Inside the try: a raising receiver ends this attempt truthfully, not RUNNING.
@@ -265,6 +280,7 @@ class Attempt:
             item, now=finished, return_json=return_json, error=error
         )
         object.__setattr__(result, "finished_at", finished)
+        self._count(Metric.SUCCEEDED if error is None else Metric.FAILED, finished)
         if error is None:
             object.__setattr__(result, "status", TaskResultStatus.SUCCESSFUL)
         else:
@@ -281,6 +297,7 @@ class Attempt:
         # Message first: if the update then fails, the lease lapses and the message still runs it.
         self.backend.dispatch(self.envelope, run_after, now)
         recorded = self.backend.store.retry(item, now=now, error=error, run_after=run_after)
+        self._count(Metric.RETRIED, now)
         object.__setattr__(result, "status", TaskResultStatus.READY)
         result.errors.append(error)
         _warn_superseded(result, recorded)
@@ -306,8 +323,36 @@ class Attempt:
         if isinstance(task, SQSTask) and task.should_retry(error, result.attempts):
             self.retry(item, result, task_error(error))
             return
-        recorded = self.backend.store.finish(item, now=datetime.now(UTC), error=task_error(error))
+        finished = datetime.now(UTC)
+        recorded = self.backend.store.finish(item, now=finished, error=task_error(error))
+        self._count(Metric.FAILED, finished)
         _warn_superseded(result, recorded)
+
+    def _note_start(self, item: Item) -> None:
+        """Count the start, and how long the task waited after it was due."""
+        self._started = datetime.now(UTC)
+        if self._metrics is None:
+            return
+        self._count(Metric.STARTED)
+        # Due at the later of enqueue and run_after; a periodic firing when it was scheduled.
+        # (A firing's result is made as it is claimed: its enqueue is the scheduled time.)
+        made = "enqueued_at" if self.envelope.scheduled is None else None
+        times = [parse_timestamp(item[k]["S"]) for k in (made, "run_after") if k and k in item]
+        if self.envelope.scheduled is not None:
+            times.append(self.envelope.scheduled)
+        due = max(times, default=self._started)
+        queue, task_path = self.envelope.queue_name, self.envelope.task_path
+        self._metrics.timing(Metric.QUEUE_DELAY, queue, task_path, due, self._started)
+
+    def _count(self, metric: Metric, ended: datetime | None = None) -> None:
+        """Count metric for this task; with ended, also the body's run time up to then."""
+        self.outcome = _OUTCOMES.get(metric, self.outcome)
+        if self._metrics is None:
+            return
+        queue, task_path = self.envelope.queue_name, self.envelope.task_path
+        self._metrics.count(metric, queue, task_path)
+        if ended is not None and self._started is not None:
+            self._metrics.timing(Metric.RUN_TIME, queue, task_path, self._started, ended)
 
     def _not_claimed(self, item: Item | None) -> None:
         result_id = self.envelope.result_id
@@ -317,6 +362,7 @@ class Attempt:
         status = item["status"]["S"]
         if status in TERMINAL:
             logger.info("Result %s is already %s: duplicate delivery dropped", result_id, status)
+            self._count(Metric.DUPLICATES_DROPPED)
             return
         if status == RUNNING:
             raise Redeliver(f"result {result_id} is running under a live lease")

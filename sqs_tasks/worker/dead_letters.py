@@ -20,8 +20,10 @@ from ..aws.store import READY, RUNNING, TERMINAL
 from ..exceptions import WorkerLost
 from ..message import MessageError, decode
 from ..results import Item, parse_timestamp, task_error
+from . import metrics
 from .attempt import backend_of
 from .boot import batch_processor
+from .metrics import Metric
 
 logger = logging.getLogger("sqs_tasks.dlq")
 # A refused body can still carry a genuine signature (a tampered copy keeps the original's);
@@ -70,6 +72,9 @@ def record_handler(record: SQSRecord) -> None:
     )
     if failed:
         logger.error("Result %s FAILED: message dead-lettered", envelope.result_id)
+        recorder = metrics.current()
+        if recorder is not None:
+            recorder.count(Metric.DEAD_LETTERED, envelope.queue_name, envelope.task_path)
         return
     item = store.get(envelope.result_id)
     why = _why_not_failed(item, sent)
@@ -102,6 +107,7 @@ def _why_not_failed(item: Item | None, sent: datetime) -> str | None:
 
 def handler(event: dict[str, Any], context: Any) -> PartialItemFailureResponse:
     """Lambda entry point for the dead-letter queues' event source mappings."""
-    return process_partial_response(
-        event=event, record_handler=record_handler, processor=batch_processor(), context=context
-    )
+    with metrics.recording():
+        return process_partial_response(
+            event=event, record_handler=record_handler, processor=batch_processor(), context=context
+        )

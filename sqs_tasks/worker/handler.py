@@ -15,11 +15,13 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from ..message import peek_priority
+from . import metrics
 from .attempt import Attempt, Redeliver, send_again
 from .boot import batch_processor
 from .claim_ahead import ClaimAhead
 from .context import LambdaContext
 from .deadline import Deadline
+from .tracing import traced
 
 logger = logging.getLogger("sqs_tasks.handler")
 
@@ -63,7 +65,8 @@ def record_handler(record: SQSRecord, lambda_context: Any) -> None:
             )
         # Claimed ahead, it runs with its lease counted from then.
         before_finish = ahead.after(record.receipt_handle) if ahead is not None else None
-        with _running(attempt, lambda_context, deadline):
+        header = record.attributes.aws_trace_header
+        with _running(attempt, lambda_context, deadline), traced(attempt, header):
             attempt.run(before_finish)
     except Redeliver as e:
         logger.info("Record %s left for redelivery: %s", record.message_id, e)
@@ -96,6 +99,8 @@ def handler(event: dict[str, Any], context: Any) -> PartialItemFailureResponse:
     records = sorted(event.get("Records", []), key=lambda r: -peek_priority(r["body"]))
     event["Records"] = records
     with ExitStack() as stack:
+        # Flushed last, once the batch and its deadline are done: one EMF line per queue.
+        stack.enter_context(metrics.recording())
         deadline = None
         if getattr(context, "kills_at_deadline", True):  # Lambda's own context does.
             deadline = stack.enter_context(Deadline(records, context, MIN_REMAINING))

@@ -130,6 +130,17 @@ def test_no_queue_is_made_for_unused_slots(deployment: Deployment) -> None:
     }
 
 
+def test_each_queue_has_a_dashboard_of_its_own(deployment: Deployment) -> None:
+    prefix = deployment.prefix
+    found = deployment.client("cloudwatch").list_dashboards(DashboardNamePrefix=prefix)
+    assert {d["DashboardName"] for d in found["DashboardEntries"]} == {
+        f"{prefix}-{n}" for n in QUEUE_NAMES
+    }
+    body = deployment.client("cloudwatch").get_dashboard(DashboardName=f"{prefix}-emails")
+    assert '"queue", "emails"' in body["DashboardBody"]
+    assert f'"QueueName", "{prefix}-emails-dlq"' in body["DashboardBody"]
+
+
 def test_results_table_has_the_core_schema(deployment: Deployment) -> None:
     table = deployment.client("dynamodb").describe_table(
         TableName=deployment.outputs["ResultsTableName"]
@@ -171,6 +182,7 @@ def test_functions_are_configured_for_the_core(deployment: Deployment) -> None:
         assert variables["SQS_TASKS_SCHEDULER_ROLE_ARN"] == deployment.outputs["SchedulerRoleArn"]
         assert variables["POWERTOOLS_LOG_LEVEL"] == "DEBUG"
         assert variables["POWERTOOLS_METRICS_NAMESPACE"] == f"SqsTasks/{prefix}"
+        assert variables["SQS_TASKS_TRACING"] == parameters["EnableTracing"] == "true"
     assert worker["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"] == f"{prefix}-task-worker"
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from sqs_tasks.worker.metrics import TIMINGS, Metric
 from tests.infra.conftest import WORKER_QUEUE_ACTIONS, resources_of
 
 # What a web app and a worker may do on the results table: enqueue, claim, finish, read.
@@ -36,6 +37,7 @@ CORE_ENVIRONMENT = {
     "POWERTOOLS_SERVICE_NAME",
     "POWERTOOLS_LOG_LEVEL",
     "POWERTOOLS_METRICS_NAMESPACE",
+    "SQS_TASKS_TRACING",
 }
 EXTRA_QUEUE_SLOTS = 4
 # The generated secret, or the one SigningSecretArn names.
@@ -212,6 +214,92 @@ def test_dead_letter_alarms_fire_on_any_dead_letter(queue_template: dict[str, An
         assert alarm["AlarmActions"] == {
             "Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]
         }
+
+
+def dashboard_metrics(queue_template: dict[str, Any]) -> list[list[Any]]:
+    """The metric lines of the queue's dashboard, its !Sub variables left as ${Name}."""
+    body, variables = only(resources_of(queue_template, "AWS::CloudWatch::Dashboard"))[
+        "DashboardBody"
+    ]["Fn::Sub"]
+    assert set(variables) == {"SqsName", "DeadLetters"}
+    # A number where the body takes one; every other ${...} stays inside a JSON string.
+    widgets = json.loads(body.replace("${OldestMessageAlarmSeconds}", "1800"))["widgets"]
+    return [line for widget in widgets for line in widget["properties"]["metrics"]]
+
+
+def test_dashboard_and_alarms_name_exactly_the_metrics_the_code_emits(
+    queue_template: dict[str, Any],
+) -> None:
+    namespace = {"Ref": "MetricsNamespace"}
+    by_queue = [{"Name": "queue", "Value": {"Ref": "QueueName"}}]
+    alarms = resources_of(queue_template, "AWS::CloudWatch::Alarm")
+    alarmed = set()
+    for query in alarms["FailureRateAlarm"]["Properties"]["Metrics"]:
+        if "MetricStat" in query:
+            metric = query["MetricStat"]["Metric"]
+            assert (metric["Namespace"], metric["Dimensions"]) == (namespace, by_queue)
+            alarmed.add(metric["MetricName"])
+    shown = set()
+    for line in dashboard_metrics(queue_template):
+        if line[0] == "${MetricsNamespace}":
+            assert line[2:4] == ["queue", "${QueueName}"]  # the one dimension the code writes
+            shown.add(line[1])
+            # Percentiles of the timings (one value per task), sums of the counts.
+            assert (line[4].get("stat", "Sum") in {"p50", "p99"}) == (Metric(line[1]) in TIMINGS)
+
+    assert shown == {m.value for m in Metric}
+    assert alarmed == {Metric.SUCCEEDED, Metric.FAILED, Metric.DEAD_LETTERED}
+
+
+def test_dashboard_shows_the_queue_and_the_worker_function(queue_template: dict[str, Any]) -> None:
+    lines = dashboard_metrics(queue_template)
+    shown = {(line[0], line[1], line[3]) for line in lines}
+
+    for metric in (
+        "ApproximateNumberOfMessagesVisible",
+        "ApproximateNumberOfMessagesNotVisible",
+        "ApproximateAgeOfOldestMessage",
+    ):
+        assert ("AWS/SQS", metric, "${SqsName}") in shown
+    assert ("AWS/SQS", "ApproximateNumberOfMessagesVisible", "${DeadLetters}") in shown
+    for metric in ("Invocations", "Errors", "Throttles", "Duration", "ConcurrentExecutions"):
+        assert ("AWS/Lambda", metric, "${WorkerFunctionName}") in shown
+
+
+def test_backlog_and_failure_rate_alarms_take_their_thresholds_from_parameters(
+    queue_template: dict[str, Any], source_template: dict[str, Any]
+) -> None:
+    alarms = resources_of(queue_template, "AWS::CloudWatch::Alarm")
+    oldest = alarms["OldestMessageAlarm"]["Properties"]
+    rate = alarms["FailureRateAlarm"]["Properties"]
+
+    assert (oldest["Namespace"], oldest["MetricName"]) == (
+        "AWS/SQS",
+        "ApproximateAgeOfOldestMessage",
+    )
+    assert oldest["Dimensions"] == [
+        {"Name": "QueueName", "Value": {"Fn::GetAtt": ["Queue", "QueueName"]}}
+    ]
+    assert oldest["Threshold"] == {"Ref": "OldestMessageAlarmSeconds"}
+    assert rate["Threshold"] == {"Ref": "FailureRateAlarmPercent"}
+    (returned,) = [q for q in rate["Metrics"] if q["ReturnData"]]
+    assert "/" in returned["Expression"]
+    for alarm in (oldest, rate):
+        assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
+        assert alarm["TreatMissingData"] == "notBreaching"
+        assert alarm["AlarmActions"] == {
+            "Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]
+        }
+    # The root passes its parameters, and the namespace the functions write to, to each queue.
+    environment = source_template["Globals"]["Function"]["Environment"]["Variables"]
+    applications = resources_of(source_template, "AWS::Serverless::Application")
+    for stack in applications.values():
+        if stack["Properties"]["Location"] != "infra/queue.yaml":
+            continue
+        parameters = stack["Properties"]["Parameters"]
+        assert parameters["MetricsNamespace"] == environment["POWERTOOLS_METRICS_NAMESPACE"]
+        assert parameters["OldestMessageAlarmSeconds"] == {"Ref": "OldestMessageAlarmSeconds"}
+        assert parameters["FailureRateAlarmPercent"] == {"Ref": "FailureRateAlarmPercent"}
 
 
 # ----------------------------------------------------------------- root template
