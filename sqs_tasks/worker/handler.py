@@ -15,11 +15,12 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from ..message import peek_priority
-from .attempt import Attempt, Redeliver, send_again
+from .attempt import Attempt, NotStored, Redeliver, send_again
 from .boot import batch_processor
 from .claim_ahead import ClaimAhead
 from .context import LambdaContext
 from .deadline import Deadline
+from .unstored import hand_back
 
 logger = logging.getLogger("sqs_tasks.handler")
 
@@ -65,6 +66,12 @@ def record_handler(record: SQSRecord, lambda_context: Any) -> None:
         before_finish = ahead.after(record.receipt_handle) if ahead is not None else None
         with _running(attempt, lambda_context, deadline):
             attempt.run(before_finish)
+    except NotStored as e:
+        assert attempt is not None  # Raised by its claim.
+        if not hand_back(record, attempt.envelope, attempt.backend, lambda_context):
+            return  # Deleted: its write failed long ago.
+        logger.info("Record %s left for redelivery: %s", record.message_id, e)
+        raise
     except Redeliver as e:
         logger.info("Record %s left for redelivery: %s", record.message_id, e)
         raise
