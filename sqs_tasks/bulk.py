@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from django.tasks import Task, TaskResult
@@ -18,7 +19,7 @@ from .arguments import check_arguments
 from .aws.store import ResultStore, check_id
 from .exceptions import BulkEnqueueError
 from .message import Envelope, delay_seconds
-from .producer import UNSTORED_FATE, Producer
+from .producer import UNSTORED_FATE, Producer, done_now
 from .results import Item, aware_run_after, ready_result, to_result
 
 logger = logging.getLogger("sqs_tasks.bulk")
@@ -66,13 +67,19 @@ def enqueue_many(
             by_queue.setdefault(p.result.task.queue_name, []).append(
                 (p.result.id, body, p.result.task.run_after)
             )
-    sending = offload.start(producer.alias, producer.width, _send_all, producer, by_queue)
+    first = not producer.table_found  # Then the table is found before anything is sent.
+    send = partial(_send_all, producer, by_queue)
+    sending = None if first else offload.start(producer.alias, producer.width, send)
     try:
         unwritten = producer.store.put_many([p.item for p in prepared])
     except Exception as e:
-        if by_queue and sending.exception() is None:
+        if sending is not None and by_queue and sending.exception() is None:
             e.add_note(f"Nothing was stored; the messages went: {UNSTORED_FATE}.")
         raise
+    if len(unwritten) < len(prepared):
+        producer.table_found = True
+    if sending is None:
+        sending = done_now(send)
     unsent = _unsent(sending, by_queue)
     sent = {key for group in by_queue.values() for key, _, _ in group}.difference(unsent)
     for p in prepared:

@@ -19,12 +19,25 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 _pools: dict[tuple[str, str], ThreadPoolExecutor] = {}
 _lock = threading.Lock()
+
+
+def _forget_at_fork() -> None:
+    """In a forked child: the parent's pool threads are not there, so their pools must go."""
+    global _lock
+    _lock = threading.Lock()
+    _pools.clear()
+
+
+# A pool copied across fork() believes its idle threads still wait: work sent to it would
+# never run (an enqueue in a worker process forked after the parent enqueued would hang).
+os.register_at_fork(after_in_child=_forget_at_fork)
 
 
 def pool(alias: str, width: int, kind: str = "async") -> ThreadPoolExecutor:

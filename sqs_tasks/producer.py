@@ -9,9 +9,10 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import UTC, datetime
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Any
 
 from botocore.endpoint import MAX_POOL_CONNECTIONS
@@ -48,6 +49,10 @@ class Producer:
         self._session: Any = None
         self._lock = threading.Lock()
         self._session_lock = threading.Lock()
+        # Whether a write found the table: until one has, enqueue writes before it sends, so
+        # a missing table (a settings mistake) sends nothing. The first enqueue, like Celery's
+        # first call, takes two round trips; the others one.
+        self.table_found = False
 
     @cached_property
     def signing(self) -> SigningSecret | None:
@@ -192,13 +197,16 @@ class Producer:
         if self.needs_schedule(run_after, now):
             # A schedule is made after its item, in two steps: it is minutes away anyway.
             self.put_or_withdraw(result, item, sent=None)
-            self.dispatched(result, self._done(self.dispatch, envelope, run_after, now))
+            self.dispatched(result, done_now(self.dispatch, envelope, run_after, now))
             return
         body = envelope.encode()  # Here: signing keys are read from this thread's backend.
         delay = delay_seconds(run_after, now)
-        sending = offload.start(
-            self.alias, self.width, self.queue.send, envelope.queue_name, body, delay=delay
-        )
+        send = partial(self.queue.send, envelope.queue_name, body, delay=delay)
+        if not self.table_found:
+            self.put_or_withdraw(result, item, sent=None)
+            self.dispatched(result, done_now(send))
+            return
+        sending = offload.start(self.alias, self.width, send)
         self.put_or_withdraw(result, item, sent=sending)
         self.dispatched(result, sending)
 
@@ -208,12 +216,14 @@ class Producer:
         """put(item); if it fails, wait for the send (if any) and fail what may have landed."""
         try:
             self.put(item)
+            self.table_found = True
         except Exception as e:
             unsent = sent.exception() if sent is not None else None
             if sent is not None:
                 went = "was not sent either" if unsent is not None else f"went: {UNSTORED_FATE}"
                 e.add_note(f"Result {result.id} was not stored; its message {went}.")
-            if maybe_applied(e):  # A timed-out write may have landed: it must not run.
+            # A timed-out write may have landed: it must not run. (No table: nothing landed.)
+            if maybe_applied(e) and not isinstance(e, ResourceNotFound):
                 fate = self.withdraw(result, f"the result could not be stored: {e}")
                 e.add_note(f"If the write landed after all, the result is {fate}.")
             raise
@@ -233,16 +243,6 @@ class Producer:
                 f"Task {task.module_path} result {result.id} was stored but its SQS message "
                 f"could not be sent ({e}); the result is {outcome}."
             ) from e
-
-    @staticmethod
-    def _done(fn: Any, *args: Any) -> Future[Any]:
-        """fn(*args) run here, as a finished Future."""
-        done: Future[Any] = Future()
-        try:
-            done.set_result(fn(*args))
-        except Exception as e:
-            done.set_exception(e)
-        return done
 
     def _fail(self, result: TaskResult[..., Any], why: str) -> bool | Exception:
         """Mark a READY result FAILED: True; False if none was READY; the error if unknown."""
@@ -285,3 +285,13 @@ class Producer:
             # The stack's producer policy grants no DeleteItem: FAILED is as truthful.
             logger.warning("Result %s could not be deleted (%s): marking it FAILED", result.id, e)
         return self.abandon(result, why)
+
+
+def done_now(fn: Callable[..., Any], *args: Any) -> Future[Any]:
+    """fn(*args) run here and now, as a finished Future (what a send made in order returns)."""
+    done: Future[Any] = Future()
+    try:
+        done.set_result(fn(*args))
+    except Exception as e:
+        done.set_exception(e)
+    return done

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -204,6 +206,7 @@ def test_a_put_that_landed_but_timed_out_leaves_no_ready_orphan(
 ) -> None:
     store = _backend().store
     put = store.put_new
+    _backend().producer.table_found = True  # Not the first enqueue: the send goes at once.
 
     def landed_then_timed_out(item: dict[str, Any]) -> None:
         put(item)
@@ -244,3 +247,27 @@ def test_run_after_sets_the_sqs_delay(stack: Stack) -> None:
     result.refresh()
     assert result.status == TaskResultStatus.READY
     assert queue_depth() == 1
+
+
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_enqueue_works_in_a_process_forked_after_one(stack: Stack) -> None:
+    """A child forked after its parent enqueued (a preforking server) enqueues, not hangs."""
+    _backend().producer.table_found = True
+    tasks.add.enqueue(1, 1)  # The parent's send pool has a thread now.
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # The child: report the result id, or die of SIGALRM if the send hangs.
+        signal.alarm(30)
+        try:
+            os.write(write, tasks.add.enqueue(2, 2).id.encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        child_id = pipe.read()
+    _, status = os.waitpid(pid, 0)
+
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert child_id
+    assert drain() == 2
+    assert _backend().get_result(child_id).status == TaskResultStatus.SUCCESSFUL

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from botocore.retries.standard import ExponentialBackoff
+from django.tasks import default_task_backend
 
 from sqs_tasks.testing import Stack
 from tests.faults import tasks
@@ -67,3 +68,10 @@ def inject(stack: Stack, backoffs: list[float]) -> Iterator[Inject]:
     yield start
     for injection in started:
         injection.stop()
+
+
+@pytest.fixture
+def table_found(stack: Stack) -> None:
+    """As after this thread's first enqueue: the table is known, so writes and sends overlap."""
+    backend: Any = default_task_backend
+    backend.producer.table_found = True

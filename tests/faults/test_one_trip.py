@@ -42,6 +42,9 @@ from tests.faults.support import (
 # How long an ordering hook waits for its cue before the test fails: never, when it works.
 CUE = 30
 
+# Every test but the first enqueue's runs as after it: the write and the send overlap.
+pytestmark = pytest.mark.usefixtures("table_found")
+
 
 def _is_new(request: dict[str, Any]) -> bool:
     return request.get("ConditionExpression") == COND_NEW
@@ -75,6 +78,28 @@ def _elsewhere[R](fn: Callable[[], R]) -> R:
     """fn() on a thread of its own, as a worker elsewhere runs (with clients of its own)."""
     with ThreadPoolExecutor(1) as pool:
         return pool.submit(fn).result(CUE)
+
+
+def test_the_first_enqueue_writes_before_it_sends(stack: Stack) -> None:
+    """Until a write has found the table, the send waits for it: a missing table (a settings
+    mistake) sends nothing. Then the two overlap."""
+    backend().producer.table_found = False
+    order: list[str] = []
+
+    def stored(**kwargs: Any) -> None:
+        order.append("stored")
+
+    def sending(**kwargs: Any) -> None:
+        order.append("sending")
+
+    with (
+        _hook("dynamodb", "after-call.dynamodb.PutItem", stored),
+        _hook("sqs", "before-call.sqs.SendMessage", sending),
+    ):
+        tasks.tally.enqueue(1)
+
+    assert order == ["stored", "sending"]
+    assert backend().producer.table_found
 
 
 def test_the_write_and_the_send_are_in_flight_at_once(stack: Stack) -> None:

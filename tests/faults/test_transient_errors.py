@@ -122,6 +122,7 @@ def test_persistent_sqs_failure_at_enqueue_raises_and_fails_the_result(
     assert sum(tasks.runs.values()) == 0
 
 
+@pytest.mark.usefixtures("table_found")
 def test_persistent_dynamodb_failure_at_enqueue_raises_and_its_message_runs_nothing(
     inject: Inject,
 ) -> None:
