@@ -196,37 +196,42 @@ class Producer:
         """
         if self.needs_schedule(run_after, now):
             # A schedule is made after its item, in two steps: it is minutes away anyway.
-            self.put_or_withdraw(result, item, sent=None)
+            self.stored(result, done_now(self.put, item), sent=None)
             self.dispatched(result, done_now(self.dispatch, envelope, run_after, now))
             return
         body = envelope.encode()  # Here: signing keys are read from this thread's backend.
         delay = delay_seconds(run_after, now)
         send = partial(self.queue.send, envelope.queue_name, body, delay=delay)
         if not self.table_found:
-            self.put_or_withdraw(result, item, sent=None)
+            self.stored(result, done_now(self.put, item), sent=None)
             self.dispatched(result, done_now(send))
             return
-        sending = offload.start(self.alias, self.width, send)
-        self.put_or_withdraw(result, item, sent=sending)
+        # The write goes on the pool, the send (the longer round trip) here: this thread holds
+        # the GIL until its request is on the wire, so the send is never queued behind the
+        # write's serialisation.
+        storing = offload.start(self.alias, self.width, self.put, item)
+        sending = done_now(send)
+        self.stored(result, storing, sent=sending)
         self.dispatched(result, sending)
 
-    def put_or_withdraw(
-        self, result: TaskResult[..., Any], item: Item, sent: Future[Any] | None
+    def stored(
+        self, result: TaskResult[..., Any], storing: Future[None], sent: Future[Any] | None
     ) -> None:
-        """put(item); if it fails, wait for the send (if any) and fail what may have landed."""
-        try:
-            self.put(item)
+        """Wait for the write; if it failed, fail what may have landed, and raise its error."""
+        e = storing.exception()
+        if e is None:
             self.table_found = True
-        except Exception as e:
-            unsent = sent.exception() if sent is not None else None
-            if sent is not None:
-                went = "was not sent either" if unsent is not None else f"went: {UNSTORED_FATE}"
-                e.add_note(f"Result {result.id} was not stored; its message {went}.")
-            # A timed-out write may have landed: it must not run. (No table: nothing landed.)
-            if maybe_applied(e) and not isinstance(e, ResourceNotFound):
-                fate = self.withdraw(result, f"the result could not be stored: {e}")
-                e.add_note(f"If the write landed after all, the result is {fate}.")
-            raise
+            return
+        if not isinstance(e, Exception):
+            raise e
+        if sent is not None:
+            went = "was not sent either" if sent.exception() else f"went: {UNSTORED_FATE}"
+            e.add_note(f"Result {result.id} was not stored; its message {went}.")
+        # A timed-out write may have landed: it must not run. (No table: nothing landed.)
+        if maybe_applied(e) and not isinstance(e, ResourceNotFound):
+            fate = self.withdraw(result, f"the result could not be stored: {e}")
+            e.add_note(f"If the write landed after all, the result is {fate}.")
+        raise e
 
     def dispatched(self, result: TaskResult[..., Any], sending: Future[Any]) -> None:
         """Wait for a stored result's message to go; if it did not, leave no READY orphan."""
