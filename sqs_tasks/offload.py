@@ -9,9 +9,10 @@ alias as wide as its clients' connection pool (CLIENT_CONFIG max_pool_connection
 sent here: the backend sends them on the event loop with Signal.asend(), which runs sync
 receivers on the thread-sensitive thread, where Django's own aenqueue() runs them.
 
-enqueue() sends its message on a second pool per alias (start()) while its own thread writes
-the item, so one enqueue costs one round trip. A pool of its own: an aenqueue() holding a
-thread of the first pool waits on its send, which must never wait for a thread of that pool.
+enqueue() writes its item on a second pool per alias (start()) while its own thread sends the
+message (enqueue_many() the other way round), so one enqueue costs one round trip. A pool of
+its own: an aenqueue() holding a thread of the first pool waits on that work, which must never
+wait for a thread of that pool.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def pool(alias: str, width: int, kind: str = "async") -> ThreadPoolExecutor:
 def start[**P, R](
     alias: str, width: int, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs
 ) -> Future[R]:
-    """Start fn(*args, **kwargs) on alias's send pool, in a copy of the caller's context."""
+    """Start fn(*args, **kwargs) on alias's second pool, in a copy of the caller's context."""
     call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
     return pool(alias, width, "send").submit(call)
 
