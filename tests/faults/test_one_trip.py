@@ -21,6 +21,7 @@ from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 from botocore.exceptions import ClientError, ReadTimeoutError
 from botocore.httpsession import URLLib3Session
 from django.tasks import TaskResultStatus
+from django.tasks.signals import task_enqueued
 
 from sqs_tasks.aws.store import COND_NEW
 from sqs_tasks.exceptions import BulkEnqueueError, EnqueueError
@@ -119,6 +120,24 @@ def test_the_write_and_the_send_are_in_flight_at_once(stack: Stack) -> None:
     result.refresh()
     assert result.status == TaskResultStatus.SUCCESSFUL
     assert tasks.runs[result.id] == 1
+
+
+def test_task_enqueued_is_sent_once_from_the_callers_thread_after_both(stack: Stack) -> None:
+    """The write's hand-off to a pool thread changes nothing for task_enqueued's receivers."""
+    heard: list[tuple[str, str, bool]] = []
+
+    def receiver(sender: Any, task_result: Any, **kwargs: Any) -> None:
+        stored = item(task_result.id) is not None
+        heard.append((task_result.id, threading.current_thread().name, stored))
+
+    task_enqueued.connect(receiver)
+    try:
+        result = tasks.tally.enqueue(21)
+    finally:
+        task_enqueued.disconnect(receiver)
+
+    assert heard == [(result.id, threading.current_thread().name, True)]
+    assert queue_depth() == (1, 0)  # and the message was sent before it
 
 
 def test_a_message_before_its_item_runs_nothing_and_comes_back_in_a_second(
