@@ -56,7 +56,7 @@ def start[**P, R](
 ) -> Future[R]:
     """Start fn(*args, **kwargs) on alias's second pool, in a copy of the caller's context."""
     call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
-    return pool(alias, width, "send").submit(call)
+    return pool(alias, width, "overlap").submit(call)
 
 
 async def run[**P, R](

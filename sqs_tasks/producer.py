@@ -293,7 +293,7 @@ class Producer:
 
 
 def done_now(fn: Callable[..., Any], *args: Any) -> Future[Any]:
-    """fn(*args) run here and now, as a finished Future (what a send made in order returns)."""
+    """fn(*args) run here and now, its outcome as a finished Future."""
     done: Future[Any] = Future()
     try:
         done.set_result(fn(*args))

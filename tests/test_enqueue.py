@@ -253,7 +253,7 @@ def test_run_after_sets_the_sqs_delay(stack: Stack) -> None:
 def test_enqueue_works_in_a_process_forked_after_one(stack: Stack) -> None:
     """A child forked after its parent enqueued (a preforking server) enqueues, not hangs."""
     _backend().producer.table_found = True
-    tasks.add.enqueue(1, 1)  # The parent's send pool has a thread now.
+    tasks.add.enqueue(1, 1)  # The parent's overlap pool has a thread now.
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # The child: report the result id, or die of SIGALRM if the send hangs.
