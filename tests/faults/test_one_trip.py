@@ -23,8 +23,10 @@ from botocore.httpsession import URLLib3Session
 from django.tasks import TaskResultStatus
 from django.tasks.signals import task_enqueued
 
+from lambda_handler import dlq
 from sqs_tasks.aws.store import COND_NEW
 from sqs_tasks.exceptions import BulkEnqueueError, EnqueueError
+from sqs_tasks.message import Envelope
 from sqs_tasks.testing import MAX_RECEIVE_COUNT, Stack, drain
 from sqs_tasks.worker.unstored import STORE_BOUND, wait_seconds
 from tests.faults import tasks
@@ -33,6 +35,7 @@ from tests.faults.support import (
     all_items,
     backend,
     client,
+    delete,
     deliver,
     dlq_url,
     item,
@@ -345,4 +348,34 @@ def test_enqueue_many_whose_writes_fail_lists_them_and_runs_nothing(
     clock.shift(STORE_BOUND)
     assert drain() == 3
     assert queue_depth() == (0, 0)
+    assert tasks.runs == {}
+
+
+def test_a_letter_dead_lettered_before_its_item_is_kept_until_the_write_has_surely_ended(
+    stack: Stack, clock: Any
+) -> None:
+    """With a MaxReceiveCount under 5 a message can be dead-lettered before its item lands:
+    the dead-letter handler keeps it until STORE_BOUND, fails the item if it came, and
+    drops the letter if none did."""
+    late = tasks.tally.enqueue(1)
+    never = Envelope("never-stored", "default", "tests.faults.tasks.tally", "default", 0)
+    delete(receive_all())
+    for body in (Envelope.of(late).encode(), never.encode()):
+        client("sqs").send_message(QueueUrl=dlq_url(), MessageBody=body)
+    stored = item(late.id)
+    assert stored is not None
+    backend().store._client().delete_item(  # Not landed yet, when the letters first come.
+        TableName=backend().store.table_name, Key={"id": {"S": late.id}}
+    )
+
+    letters = receive_all(dlq_url())
+    assert deliver(letters, dlq_url(), entry=dlq.handler) == {m["MessageId"] for m in letters}
+    backend().store.put_new(stored)  # The write lands, late.
+    clock.shift(STORE_BOUND)
+    letters = receive_all(dlq_url())
+    assert deliver(letters, dlq_url(), entry=dlq.handler) == set()
+
+    late.refresh()
+    assert late.status == TaskResultStatus.FAILED  # not left READY with no message
+    assert queue_depth(dlq_url()) == (0, 0)
     assert tasks.runs == {}
