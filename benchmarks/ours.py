@@ -117,7 +117,9 @@ def _on_fresh_queue(tag: str) -> tuple[Any, Any, Any, str]:
 
 
 def enqueue_single(n: int, rounds: int) -> dict[str, Any]:
-    """n enqueue() calls per round against the same PutItem + SendMessage made directly."""
+    """n enqueue() calls per round against the same PutItem + SendMessage made directly, one
+    after the other (the floor), and against one SendMessage alone: what django-tasks-sqs's
+    enqueue() and Celery's (after its first call) send, with no result stored."""
     b, ddb, sqs, _ = _on_fresh_queue("single")
     with (
         counting(ddb, sqs) as calls,
@@ -127,25 +129,30 @@ def enqueue_single(n: int, rounds: int) -> dict[str, Any]:
         first = noop.enqueue()
     ready = b.store.get(first.id)
     template, send = puts[0], sends[0]
-    ours: list[float] = []
-    floor: list[float] = []
+    times: dict[str, list[float]] = {"ours": [], "floor": [], "one_send": []}
     for r in range(rounds):
-        for turn in (0, 1) if r % 2 == 0 else (1, 0):
+        turns = list(times)
+        for turn in turns[r % 3 :] + turns[: r % 3]:  # Each goes first in turn.
             # A fresh, empty queue for each turn, so no turn inherits another's messages.
             b, ddb, sqs, url = _on_fresh_queue("single")
             start = time.perf_counter()
-            if turn == 0:
+            if turn == "ours":
                 for _ in range(n):
                     noop.enqueue()
-                ours.append(time.perf_counter() - start)
-            else:
+            elif turn == "floor":
                 for _ in range(n):
                     ddb.put_item(**{**template, "Item": _fresh(template["Item"])})
                     sqs.send_message(**{**send, "QueueUrl": url})
-                floor.append(time.perf_counter() - start)
+            else:
+                for _ in range(n):
+                    sqs.send_message(**{**send, "QueueUrl": url})
+            times[turn].append(time.perf_counter() - start)
+    one_send = _compare(times["ours"], times["one_send"], per=n)
     return {
         "calls": dict(calls),
-        **_compare(ours, floor, per=n),
+        **_compare(times["ours"], times["floor"], per=n),
+        "one_send_ms": one_send["floor_ms"],
+        "vs_one_send": one_send["ratio"],
         "ready_item": ready,
         "send_bytes": len(send["MessageBody"].encode()),
     }

@@ -19,6 +19,15 @@ def _drain(drains: list[dict[str, Any]], path: str, concurrency: int) -> dict[st
 def targets(latency: dict[str, Any]) -> list[tuple[str, bool]]:
     """Each target of the latency model, and whether this run meets it."""
     found: list[tuple[str, bool]] = []
+    enqueue = latency.get("enqueue")
+    if enqueue:
+        vs = enqueue["single"]["vs_one_send"]
+        found.append(
+            (
+                f"enqueue() <= x1.10 of one SendMessage (django-tasks-sqs, Celery): x{vs:.2f}",
+                vs <= 1.10,
+            )
+        )
     aenqueue = latency.get("aenqueue")
     if aenqueue:
         found.append(
@@ -60,8 +69,12 @@ def render_latency(latency: dict[str, Any]) -> list[str]:
         single, bulk = enqueue["single"], enqueue["bulk"]
         lines.append(
             f"  enqueue():        {single['ours_ms']:.2f} ms/task, floor "
-            f"{single['floor_ms']:.2f} (x{single['ratio']:.2f})"
+            f"{single['floor_ms']:.2f} (x{single['ratio']:.2f}); one SendMessage alone "
+            f"{single['one_send_ms']:.2f} (x{single['vs_one_send']:.2f})"
         )
+        moto = single.get("moto_ms_per_request", {})
+        if moto:
+            lines.append("    moto's ms per request: " + _ops(moto))
         lines.append(
             f"  enqueue_many():   {bulk['ours_ms']:.1f} ms per call, floor {bulk['floor_ms']:.1f} "
             f"(x{bulk['ratio']:.2f})"

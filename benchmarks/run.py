@@ -58,6 +58,11 @@ def main() -> None:
         "--latency-only", action="store_true", help="only the figures under the latency model"
     )
     parser.add_argument("--no-latency", action="store_true", help="skip the latency model")
+    parser.add_argument(
+        "--enqueue-only",
+        action="store_true",
+        help="with --latency-only: only enqueue() and enqueue_many() (--tasks sets both sizes)",
+    )
     parser.add_argument("--backlog", type=int, default=1000, help="tasks drained per drain run")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
@@ -193,7 +198,10 @@ def measure_latency(
     found: dict[str, Any] = {"model": "SQS 12 ms, DynamoDB 6 ms, +-20 % (each request)"}
     try:
         _step("latency: enqueue() and enqueue_many() against their raw requests")
-        found["enqueue"] = latency.enqueue_figures(40, args.tasks, rounds=3)
+        single = args.tasks if args.enqueue_only else 40
+        found["enqueue"] = latency.enqueue_figures(single, args.tasks, rounds=3, meter=meter)
+        if args.enqueue_only:
+            return found
         _step("latency: 100 concurrent aenqueue() from one event loop")
         found["aenqueue"] = latency.aenqueue_concurrency(100, rounds=3, meter=meter)
         _step(f"latency: end to end, {args.tasks} tasks, sqs_tasks_worker")

@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from botocore.endpoint import MAX_POOL_CONNECTIONS
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 from django.tasks import Task, TaskResult
@@ -17,12 +16,10 @@ from django.tasks.signals import task_enqueued
 from . import offload
 from .arguments import check_arguments
 from .aws.queue import QueueClient
-from .aws.retries import maybe_applied
 from .aws.schedule import Scheduler
 from .aws.secrets import SigningSecret
 from .aws.store import ResultStore, check_id
 from .conf import BackendOptions, parse_options
-from .exceptions import EnqueueError, ResourceNotFound
 from .message import Envelope
 from .producer import Producer
 from .results import aware_run_after, ready_result, to_result
@@ -105,7 +102,7 @@ class SQSBackend(BaseTaskBackend):
     def enqueue(
         self, task: Task[P, R], args: list[Any], kwargs: dict[str, Any]
     ) -> TaskResult[P, R]:
-        """Write the READY result, then send its message; undo truthfully if the send fails."""
+        """Write the READY result while its message is sent; undo truthfully if either fails."""
         result = self.store_and_send(task, args, kwargs)
         task_enqueued.send(type(self), task_result=result)
         return result
@@ -124,24 +121,7 @@ class SQSBackend(BaseTaskBackend):
         envelope = Envelope.of(result)
         producer.queue.url(task.queue_name)  # Fail on an unmapped queue before writing anything.
         producer.signing_ready()
-        try:
-            producer.put(item)
-        except Exception as e:
-            if maybe_applied(e):  # A timed-out write may have landed: no READY orphan.
-                producer.abandon(result, f"the result could not be stored: {e}")
-            raise
-        try:
-            producer.dispatch(envelope, task.run_after, now)
-        except ResourceNotFound as e:
-            # The queue is not there, so surely nothing was sent: take the item back too.
-            e.add_note(f"The result is {producer.discard(result, str(e))}.")
-            raise
-        except Exception as e:
-            outcome = producer.abandon(result, f"SQS message could not be sent: {e}")
-            raise EnqueueError(
-                f"Task {task.module_path} result {result.id} was stored but its SQS message "
-                f"could not be sent ({e}); the result is {outcome}."
-            ) from e
+        producer.store_and_dispatch(result, item, envelope, task.run_after, now)
         return result
 
     def get_result(self, result_id: str) -> TaskResult[..., Any]:
@@ -178,8 +158,7 @@ class SQSBackend(BaseTaskBackend):
     @property
     def async_width(self) -> int:
         """How many async calls of this backend make their requests at once."""
-        width = getattr(self.config.client_config, "max_pool_connections", None)
-        return int(width or MAX_POOL_CONNECTIONS)
+        return self.producer.width
 
     async def aenqueue(
         self, task: Task[P, R], args: list[Any], kwargs: dict[str, Any]

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from django.tasks import Task, TaskResult
 from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
 from django.tasks.signals import task_enqueued
 
+from . import offload
 from .arguments import check_arguments
-from .aws.store import ResultStore, check_id
+from .aws.store import ResultStore, Unwritten, check_id
 from .exceptions import BulkEnqueueError
 from .message import Envelope, delay_seconds
-from .producer import Producer
+from .producer import UNSTORED_FATE, Producer, done_now
 from .results import Item, aware_run_after, ready_result, to_result
 
 logger = logging.getLogger("sqs_tasks.bulk")
@@ -24,6 +27,8 @@ logger = logging.getLogger("sqs_tasks.bulk")
 # Lazily evaluated: django.tasks.Task is generic only to type checkers.
 type BulkEntry = tuple[Task[..., Any], Sequence[Any], Mapping[str, Any]]
 type Validate = Callable[[Task[..., Any]], None]
+# A message to send: (result id, signed body, run_after).
+type _Message = tuple[str, str, datetime | None]
 # How many failed entries an exception message spells out; the rest are in .failures.
 LISTED_FAILURES = 10
 
@@ -54,31 +59,44 @@ def enqueue_many(
     prepared = [_prepare(producer, validate_task, i, entry, now) for i, entry in enumerate(entries)]
     failures: dict[int, str] = {}
     abandon: list[_Prepared] = []
-    unwritten = producer.store.put_many([p.item for p in prepared])
-    by_queue: dict[str, list[_Prepared]] = {}
+    # Messages go while the items are written (one round trip); a schedule waits for its item.
+    by_queue: dict[str, list[_Message]] = {}
+    for p in prepared:
+        if not producer.needs_schedule(p.result.task.run_after, now):
+            body = p.envelope.encode()  # Here: signing keys are this thread's backend's.
+            by_queue.setdefault(p.result.task.queue_name, []).append(
+                (p.result.id, body, p.result.task.run_after)
+            )
+    items = [p.item for p in prepared]
+    send = partial(_send_all, producer, by_queue)
+    # The sends on the pool, the writes here (the other way round measured the same); the
+    # first call of a producer finds the table before anything is sent.
+    sending = offload.start(producer.alias, producer.width, send) if producer.table_found else None
+    writing = done_now(producer.store.put_many, items)
+    error = writing.exception()
+    if error is not None:
+        if sending is not None and by_queue and sending.exception() is None:
+            error.add_note(f"Nothing was stored; the messages went: {UNSTORED_FATE}.")
+        raise error
+    unwritten: dict[str, Unwritten] = writing.result()
+    if len(unwritten) < len(prepared):
+        producer.table_found = True
+    if sending is None:
+        sending = done_now(send)
+    unsent = _unsent(sending, by_queue)
+    sent = {key for group in by_queue.values() for key, _, _ in group}.difference(unsent)
     for p in prepared:
         missing = unwritten.get(p.result.id)
         if missing is not None:
-            failures[p.index] = f"not stored: {missing.reason}"
+            went = f" (its message went: {UNSTORED_FATE})" if p.result.id in sent else ""
+            failures[p.index] = f"not stored: {missing.reason}{went}"
             if missing.uncertain:
                 abandon.append(p)
-        elif producer.needs_schedule(p.result.task.run_after, now):
+        elif p.result.id in unsent:
+            failures[p.index] = f"not sent: {unsent[p.result.id]}"
+            abandon.append(p)
+        elif p.result.id not in sent:
             _dispatch_one(producer, p, failures, abandon)
-        else:
-            by_queue.setdefault(p.result.task.queue_name, []).append(p)
-    for queue_name, group in by_queue.items():
-        sent_at = datetime.now(UTC)  # Delays count from the send, so nothing arrives early.
-        unsent = producer.queue.send_many(
-            queue_name,
-            [
-                (p.result.id, p.envelope.encode(), delay_seconds(p.result.task.run_after, sent_at))
-                for p in group
-            ],
-        )
-        for p in group:
-            if p.result.id in unsent:
-                failures[p.index] = f"not sent: {unsent[p.result.id]}"
-                abandon.append(p)
     for p in abandon:
         _abandon(producer, p, failures)
     for p in prepared:
@@ -123,6 +141,28 @@ def _prepare(
         e.add_note(f"{where}: nothing was enqueued")
         raise
     return _Prepared(index, result, item, Envelope.of(result))
+
+
+def _send_all(producer: Producer, by_queue: dict[str, list[_Message]]) -> dict[str, str]:
+    """Send each queue's messages; returns why each one not sent was not, by result id."""
+    unsent: dict[str, str] = {}
+    for queue_name, group in by_queue.items():
+        sent_at = datetime.now(UTC)  # Delays count from the send, so nothing arrives early.
+        unsent.update(
+            producer.queue.send_many(
+                queue_name, [(key, body, delay_seconds(due, sent_at)) for key, body, due in group]
+            )
+        )
+    return unsent
+
+
+def _unsent(sending: Future[dict[str, str]], by_queue: dict[str, list[_Message]]) -> dict[str, str]:
+    """What _send_all did not send, by result id: all it had, should it have raised."""
+    error = sending.exception()
+    if error is None:
+        return sending.result()
+    logger.error("enqueue_many: sending failed: %s", error)
+    return {key: f"sending failed: {error}" for group in by_queue.values() for key, _, _ in group}
 
 
 def _dispatch_one(

@@ -9,20 +9,25 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
+from concurrent.futures import Future
 from datetime import UTC, datetime
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Any
 
+from botocore.endpoint import MAX_POOL_CONNECTIONS
 from botocore.exceptions import ClientError
 from django.core.exceptions import ImproperlyConfigured
 from django.tasks import TaskResult
 
+from . import offload
 from .aws.queue import QueueClient
+from .aws.retries import maybe_applied
 from .aws.schedule import Scheduler
 from .aws.secrets import SigningSecret
 from .aws.store import ResultStore, conditional_failure
 from .conf import ENV_TABLE, BackendOptions
-from .exceptions import EnqueueError, PayloadTooLarge
+from .exceptions import EnqueueError, PayloadTooLarge, ResourceNotFound
 from .message import MAX_DELAY_SECONDS, Envelope, delay_seconds
 from .results import MAX_ITEM_BYTES, Item, item_size, new_item, task_error
 
@@ -30,6 +35,8 @@ logger = logging.getLogger("sqs_tasks.backend")
 
 # Keep room in the item for what a run adds (worker ids, errors, return value).
 ENQUEUE_HEADROOM_BYTES = 16 * 1024
+# What a message whose write failed becomes (sqs_tasks.worker.unstored keeps the promise).
+UNSTORED_FATE = "it runs nothing and is dropped once a few minutes old"
 
 
 class Producer:
@@ -42,6 +49,10 @@ class Producer:
         self._session: Any = None
         self._lock = threading.Lock()
         self._session_lock = threading.Lock()
+        # Whether a write found the table: until one has, enqueue writes before it sends, so
+        # a missing table (a settings mistake) sends nothing. The first enqueue, like Celery's
+        # first call, takes two round trips; the others one.
+        self.table_found = False
 
     @cached_property
     def signing(self) -> SigningSecret | None:
@@ -90,6 +101,12 @@ class Producer:
             endpoint_url=self.config.endpoint_url,
             config=client_config,
         )
+
+    @property
+    def width(self) -> int:
+        """How many requests of this alias may be in flight at once: its connection pool's size."""
+        width = getattr(self.config.client_config, "max_pool_connections", None)
+        return int(width or MAX_POOL_CONNECTIONS)
 
     @cached_property
     def store(self) -> ResultStore:
@@ -164,10 +181,78 @@ class Producer:
             delay = delay_seconds(run_after, now)
             self.queue.send(envelope.queue_name, envelope.encode(), delay=delay)
 
-    def abandon(self, result: TaskResult[..., Any], why: str) -> str:
-        """Mark a stored result nobody will run FAILED; returns what became of it, for errors."""
+    def store_and_dispatch(
+        self,
+        result: TaskResult[..., Any],
+        item: Item,
+        envelope: Envelope,
+        run_after: datetime | None,
+        now: datetime,
+    ) -> None:
+        """Write item while its message is sent, in one round trip; undo truthfully on failure.
+
+        A message may so arrive before its item: the worker hands it back for a few seconds
+        until the item is there, and drops it, nothing run, once the write has clearly failed.
+        """
+        if self.needs_schedule(run_after, now):
+            # A schedule is made after its item, in two steps: it is minutes away anyway.
+            self.stored(result, done_now(self.put, item), sent=None)
+            self.dispatched(result, done_now(self.dispatch, envelope, run_after, now))
+            return
+        body = envelope.encode()  # Here: signing keys are read from this thread's backend.
+        delay = delay_seconds(run_after, now)
+        send = partial(self.queue.send, envelope.queue_name, body, delay=delay)
+        if not self.table_found:
+            self.stored(result, done_now(self.put, item), sent=None)
+            self.dispatched(result, done_now(send))
+            return
+        # The write goes on the pool, the send (the longer round trip) here: this thread holds
+        # the GIL until its request is on the wire, so the send is never queued behind the
+        # write's serialisation.
+        storing = offload.start(self.alias, self.width, self.put, item)
+        sending = done_now(send)
+        self.stored(result, storing, sent=sending)
+        self.dispatched(result, sending)
+
+    def stored(
+        self, result: TaskResult[..., Any], storing: Future[None], sent: Future[Any] | None
+    ) -> None:
+        """Wait for the write; if it failed, fail what may have landed, and raise its error."""
+        e = storing.exception()
+        if e is None:
+            self.table_found = True
+            return
+        if not isinstance(e, Exception):
+            raise e
+        if sent is not None:
+            went = "was not sent either" if sent.exception() else f"went: {UNSTORED_FATE}"
+            e.add_note(f"Result {result.id} was not stored; its message {went}.")
+        # A timed-out write may have landed: it must not run. (No table: nothing landed.)
+        if maybe_applied(e) and not isinstance(e, ResourceNotFound):
+            fate = self.withdraw(result, f"the result could not be stored: {e}")
+            e.add_note(f"If the write landed after all, the result is {fate}.")
+        raise e
+
+    def dispatched(self, result: TaskResult[..., Any], sending: Future[Any]) -> None:
+        """Wait for a stored result's message to go; if it did not, leave no READY orphan."""
+        task = result.task
         try:
-            marked = self.store.fail_abandoned(
+            sending.result()
+        except ResourceNotFound as e:
+            # The queue is not there, so surely nothing was sent: take the item back too.
+            e.add_note(f"The result is {self.discard(result, str(e))}.")
+            raise
+        except Exception as e:
+            outcome = self.abandon(result, f"SQS message could not be sent: {e}")
+            raise EnqueueError(
+                f"Task {task.module_path} result {result.id} was stored but its SQS message "
+                f"could not be sent ({e}); the result is {outcome}."
+            ) from e
+
+    def _fail(self, result: TaskResult[..., Any], why: str) -> bool | Exception:
+        """Mark a READY result FAILED: True; False if none was READY; the error if unknown."""
+        try:
+            return self.store.fail_abandoned(
                 result.id,
                 task_error(EnqueueError(why)),
                 queue_name=result.task.queue_name,
@@ -175,7 +260,22 @@ class Producer:
             )
         except Exception as e:
             logger.exception("Result %s could not be marked FAILED", result.id)
-            return f"not marked FAILED ({e}): it may stay READY with no message"
+            return e
+
+    def withdraw(self, result: TaskResult[..., Any], why: str) -> str:
+        """After a write that failed but may have landed: fail the item so it never runs."""
+        marked = self._fail(result, why)
+        if marked is True:
+            return "marked FAILED and will not run"
+        if marked is False:
+            return "not READY: never stored, or (rarely) a worker took it first and may run it"
+        return f"unknown ({marked}): if the write landed, the task may run"
+
+    def abandon(self, result: TaskResult[..., Any], why: str) -> str:
+        """Mark a stored result nobody will run FAILED; returns what became of it, for errors."""
+        marked = self._fail(result, why)
+        if isinstance(marked, Exception):
+            return f"not marked FAILED ({marked}): it may stay READY with no message"
         if marked:
             return "marked FAILED"
         # Never stored after all, or the message did go and a worker has the result.
@@ -190,3 +290,13 @@ class Producer:
             # The stack's producer policy grants no DeleteItem: FAILED is as truthful.
             logger.warning("Result %s could not be deleted (%s): marking it FAILED", result.id, e)
         return self.abandon(result, why)
+
+
+def done_now(fn: Callable[..., Any], *args: Any) -> Future[Any]:
+    """fn(*args) run here and now, its outcome as a finished Future."""
+    done: Future[Any] = Future()
+    try:
+        done.set_result(fn(*args))
+    except Exception as e:
+        done.set_exception(e)
+    return done

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -107,7 +110,9 @@ def test_happy_path_costs_four_requests(stack: Stack, calls: list[str]) -> None:
     result.refresh()
 
     # The event source mapping's receives and deletes are drain()'s, on clients of its own.
-    assert calls == ["PutItem", "SendMessage", "UpdateItem", "PutItem", "GetItem"]
+    # The put and the send go at once, in either order.
+    assert sorted(calls[:2]) == ["PutItem", "SendMessage"]
+    assert calls[2:] == ["UpdateItem", "PutItem", "GetItem"]
 
 
 def test_queue_prefix_is_resolved_once(stack: Stack) -> None:
@@ -156,15 +161,26 @@ def test_a_send_that_went_after_all_is_not_called_failed(
 ) -> None:
     queue = _backend().queue
     send = queue.send
+    stored = threading.Event()
 
     def sent_then_timed_out(*args: Any, **kwargs: Any) -> None:
         send(*args, **kwargs)
+        assert stored.wait(30)  # The put, made at the same time, has landed.
         drain()  # A worker got the message before the caller heard back.
         raise ReadTimeoutError(endpoint_url="https://sqs")
 
     monkeypatch.setattr(queue, "send", sent_then_timed_out)
-    with pytest.raises(EnqueueError, match="not marked FAILED: no READY result") as raised:
-        tasks.add.enqueue(2, 3)
+
+    def landed(**kwargs: Any) -> None:
+        stored.set()
+
+    events = _backend().client("dynamodb").meta.events
+    events.register("after-call.dynamodb.PutItem", landed)
+    try:
+        with pytest.raises(EnqueueError, match="not marked FAILED: no READY result") as raised:
+            tasks.add.enqueue(2, 3)
+    finally:
+        events.unregister("after-call.dynamodb.PutItem", landed)
 
     (item,) = _scan()
     assert item["status"] == {"S": "SUCCESSFUL"}
@@ -190,19 +206,25 @@ def test_a_put_that_landed_but_timed_out_leaves_no_ready_orphan(
 ) -> None:
     store = _backend().store
     put = store.put_new
+    _backend().producer.table_found = True  # Not the first enqueue: the send goes at once.
 
     def landed_then_timed_out(item: dict[str, Any]) -> None:
         put(item)
         raise ReadTimeoutError(endpoint_url="https://dynamodb")
 
     monkeypatch.setattr(store, "put_new", landed_then_timed_out)
-    with pytest.raises(ReadTimeoutError):
+    with pytest.raises(ReadTimeoutError) as raised:
         tasks.add.enqueue(2, 3)
 
     (item,) = _scan()
     assert item["status"] == {"S": "FAILED"}
     assert "could not be stored" in item["errors"]["L"][0]["M"]["traceback"]["S"]
+    assert "the result is marked FAILED and will not run" in "\n".join(raised.value.__notes__)
+    # Its message went at the same time: it finds the result FAILED and runs nothing.
+    assert queue_depth() == 1
+    assert drain() == 1
     assert queue_depth() == 0
+    assert _scan()[0]["status"] == {"S": "FAILED"}
 
 
 def test_failures_are_listed_from_the_sparse_index(stack: Stack) -> None:
@@ -225,3 +247,27 @@ def test_run_after_sets_the_sqs_delay(stack: Stack) -> None:
     result.refresh()
     assert result.status == TaskResultStatus.READY
     assert queue_depth() == 1
+
+
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_enqueue_works_in_a_process_forked_after_one(stack: Stack) -> None:
+    """A child forked after its parent enqueued (a preforking server) enqueues, not hangs."""
+    _backend().producer.table_found = True
+    tasks.add.enqueue(1, 1)  # The parent's overlap pool has a thread now.
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # The child: report the result id, or die of SIGALRM if the send hangs.
+        signal.alarm(30)
+        try:
+            os.write(write, tasks.add.enqueue(2, 2).id.encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        child_id = pipe.read()
+    _, status = os.waitpid(pid, 0)
+
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert child_id
+    assert drain() == 2
+    assert _backend().get_result(child_id).status == TaskResultStatus.SUCCESSFUL

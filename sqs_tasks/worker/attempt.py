@@ -55,6 +55,10 @@ class Redeliver(Exception):
     """Leave the message for SQS to deliver again later."""
 
 
+class NotStored(Redeliver):
+    """The message's result is not in the table: its write is late, or failed."""
+
+
 class TaskLogFilter(logging.Filter):
     """Adds task_id and task_path to every log record made while a task runs."""
 
@@ -356,9 +360,12 @@ class Attempt:
 
     def _not_claimed(self, item: Item | None) -> None:
         result_id = self.envelope.result_id
-        if item is None:
+        if item is None and self.envelope.periodic is not None:
             logger.warning("No result %s: message dropped, nothing run", result_id)
             return
+        if item is None:
+            # enqueue() writes the item while it sends the message: it may land any moment.
+            raise NotStored(f"result {result_id} is not stored (yet)")
         status = item["status"]["S"]
         if status in TERMINAL:
             logger.info("Result %s is already %s: duplicate delivery dropped", result_id, status)

@@ -101,9 +101,11 @@ class BatchRunner:
         deleted = len(delete_messages(sqs, url, done))
         # A record sent back as a fresh message succeeded for SQS, but it did not run.
         self.stats.add(deleted=max(0, deleted - context.sent_again), released=context.sent_again)
+        # Those the handler hid itself (their item not stored yet) keep its shorter wait.
         if failed:
-            changed = change_visibility(sqs, url, failed, self._backoff)
-            self.stats.add(backed_off=changed)
+            backoff = [m for m in failed if m["MessageId"] not in context.hidden]
+            changed = change_visibility(sqs, url, backoff, self._backoff) if backoff else 0
+            self.stats.add(backed_off=changed + len(failed) - len(backoff))
         logger.info(
             "Worker %s: %s messages from %s, %s done, %s failed",
             worker_id,

@@ -48,12 +48,17 @@ class LambdaContext:
         self._deadline = deadline
         self._stopping = stopping
         self.sent_again = 0  # records the handler put back on the queue, never started
+        self.hidden: set[str] = set()  # message ids the handler hid itself (their item missing)
         # The attempt the handler is running: the heartbeat extends its lease from its thread.
         self.running: Attempt | None = None
 
     def record_sent_again(self) -> None:
         """Called by the handler for each record it sent back to its queue unstarted."""
         self.sent_again += 1
+
+    def record_hidden(self, message_id: str) -> None:
+        """Called by the handler for a failed record it already hid for a wait of its own."""
+        self.hidden.add(message_id)
 
     def extend(self, deadline: float) -> None:
         """Move the deadline later: the batch's messages were hidden for longer."""

@@ -24,6 +24,7 @@ from . import metrics
 from .attempt import backend_of
 from .boot import batch_processor
 from .metrics import Metric
+from .unstored import STORE_BOUND
 
 logger = logging.getLogger("sqs_tasks.dlq")
 # A refused body can still carry a genuine signature (a tampered copy keeps the original's);
@@ -77,6 +78,10 @@ def record_handler(record: SQSRecord) -> None:
             recorder.count(Metric.DEAD_LETTERED, envelope.queue_name, envelope.task_path)
         return
     item = store.get(envelope.result_id)
+    if item is None and datetime.now(UTC) - sent < STORE_BOUND:
+        # Dead-lettered before its write landed (a MaxReceiveCount under 5): kept until the
+        # write has surely landed or failed, so a late item is failed here, not left READY.
+        raise Kept(f"no result {envelope.result_id} yet: letter kept until {sent + STORE_BOUND}")
     why = _why_not_failed(item, sent)
     if why is not None:
         logger.info("Dead letter for result %s dropped: %s", envelope.result_id, why)

@@ -16,12 +16,13 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from ..message import peek_priority
 from . import metrics
-from .attempt import Attempt, Redeliver, send_again
+from .attempt import Attempt, NotStored, Redeliver, send_again
 from .boot import batch_processor
 from .claim_ahead import ClaimAhead
 from .context import LambdaContext
 from .deadline import Deadline
 from .tracing import traced
+from .unstored import hand_back
 
 logger = logging.getLogger("sqs_tasks.handler")
 
@@ -68,6 +69,12 @@ def record_handler(record: SQSRecord, lambda_context: Any) -> None:
         header = record.attributes.aws_trace_header
         with _running(attempt, lambda_context, deadline), traced(attempt, header):
             attempt.run(before_finish)
+    except NotStored as e:
+        assert attempt is not None  # Raised by its claim.
+        if not hand_back(record, attempt.envelope, attempt.backend, lambda_context):
+            return  # Deleted: its write failed long ago.
+        logger.info("Record %s left for redelivery: %s", record.message_id, e)
+        raise
     except Redeliver as e:
         logger.info("Record %s left for redelivery: %s", record.message_id, e)
         raise

@@ -57,7 +57,10 @@ class Heartbeat:
 
     def beat(self) -> None:
         """Hide the batch for another visibility timeout, and lease its running attempt with it."""
-        change_visibility(self._sqs, self._url, self._messages, lambda m: self._visibility)
+        # Not those the handler hid for a short wait of their own (their item not stored yet).
+        hidden = self._context.hidden
+        waiting = [m for m in self._messages if m["MessageId"] not in hidden]
+        change_visibility(self._sqs, self._url, waiting, lambda m: self._visibility)
         self._context.extend(time.monotonic() + self._visibility)
         attempt = self._context.running
         if attempt is not None:

@@ -1,9 +1,10 @@
 """Task metrics in CloudWatch embedded metric format: log lines, one per batch and queue.
 
 The names and units here are the only list: the stack's dashboard and alarms name the same
-metrics (tests/infra/test_template.py checks they match). Every metric has the dimension `queue` (the
-Django queue name), and with SQS_TASKS_METRICS_TASK_DIMENSION=true also `task` (the task's
-path; each distinct path is one more metric to pay for). Without it the paths are metadata.
+metrics (tests/infra/test_template.py checks they match). Every metric has the dimension
+`queue` (the Django queue name), and with SQS_TASKS_METRICS_TASK_DIMENSION=true also `task`
+(the task's path; each distinct path is one more metric to pay for). Without it the paths
+are metadata.
 The namespace is POWERTOOLS_METRICS_NAMESPACE (the stack sets SqsTasks/<Prefix>), else
 DEFAULT_NAMESPACE; POWERTOOLS_METRICS_DISABLED=true turns the lines off.
 

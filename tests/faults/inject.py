@@ -146,3 +146,6 @@ class Injection:
             self.outcomes.append(type(caught_exception).__name__)
         elif response is not None:
             self.outcomes.append(response[1].get("Error", {}).get("Code", "OK"))
+
+
+Inject = Callable[..., Injection]  # the fault suite's inject fixture

@@ -9,20 +9,18 @@ usual and recorded, but not slept.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from botocore.retries.standard import ExponentialBackoff
 from django.tasks import Task, TaskResultStatus
 
 from sqs_tasks.aws.store import COND_CLAIMABLE, COND_NEW, COND_OWNER
 from sqs_tasks.exceptions import EnqueueError
-from sqs_tasks.testing import QUEUE_ATTRIBUTES, Stack, drain
+from sqs_tasks.testing import QUEUE_ATTRIBUTES, drain
 from tests.faults import tasks
-from tests.faults.inject import FAULTS, Fault, Injection, response_lost
+from tests.faults.inject import FAULTS, Inject, response_lost
 from tests.faults.support import all_items, backend, client, queue_depth
 
 VISIBILITY = timedelta(seconds=int(QUEUE_ATTRIBUTES["VisibilityTimeout"]))
@@ -55,44 +53,6 @@ EXECUTION_CALLS = {
     "claim": ("dynamodb", "UpdateItem", _is_claim),
     "finish": ("dynamodb", "PutItem", _is_finish),
 }
-
-Inject = Callable[..., Injection]
-
-
-@pytest.fixture
-def backoffs(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """The delays botocore's standard retry policy asked for, recorded instead of slept."""
-    delays: list[float] = []
-    computed = ExponentialBackoff.delay_amount
-
-    def record(self: ExponentialBackoff, context: Any) -> float:
-        delays.append(computed(self, context))
-        return 0.0
-
-    monkeypatch.setattr(ExponentialBackoff, "delay_amount", record)
-    return delays
-
-
-@pytest.fixture
-def inject(stack: Stack, backoffs: list[float]) -> Iterator[Inject]:
-    """inject(service, operation, fault, times=None, when=None): a started Injection."""
-    started: list[Injection] = []
-
-    def start(
-        service: str,
-        operation: str,
-        fault: Fault,
-        *,
-        times: int | None = None,
-        when: Callable[[dict[str, Any]], bool] | None = None,
-    ) -> Injection:
-        injection = Injection(client(service), operation, fault, times, when).start()
-        started.append(injection)
-        return injection
-
-    yield start
-    for injection in started:
-        injection.stop()
 
 
 @pytest.mark.parametrize("fault", sorted(FAULTS))
@@ -162,18 +122,25 @@ def test_persistent_sqs_failure_at_enqueue_raises_and_fails_the_result(
     assert sum(tasks.runs.values()) == 0
 
 
-def test_persistent_dynamodb_failure_at_enqueue_writes_and_sends_nothing(
+@pytest.mark.usefixtures("table_found")
+def test_persistent_dynamodb_failure_at_enqueue_raises_and_its_message_runs_nothing(
     inject: Inject,
 ) -> None:
-    """PutItem failing all 6 requests: enqueue raises; no item, no message."""
+    """PutItem failing all 6 requests: enqueue raises; no item; the message sent meanwhile
+    finds none and runs nothing (tests/faults/test_one_trip.py follows it to its end)."""
     injection = inject("dynamodb", "PutItem", FAULTS["500"], when=_is_new)
 
-    with pytest.raises(ClientError):
+    with pytest.raises(ClientError) as raised:
         tasks.tally.enqueue(1)
 
     assert injection.sent == _attempts("dynamodb")
+    assert "its message went: it runs nothing" in "\n".join(raised.value.__notes__)
     assert all_items() == []
-    assert queue_depth() == (0, 0)
+    assert queue_depth() == (1, 0)
+    assert drain() == 1
+    assert queue_depth() == (0, 1)  # handed back for a second, in case its item was late
+    assert all_items() == []
+    assert sum(tasks.runs.values()) == 0
 
 
 @pytest.mark.parametrize(

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -148,7 +148,8 @@ def required(
     return [(f"{service}:{operation}", "*", {})]
 
 
-_acting = threading.local()
+# A context variable, not a thread-local: enqueue sends on a pool thread, in a copy of its context.
+_acting: ContextVar[Identity | None] = ContextVar("acting", default=None)
 
 
 def _remember_params(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
@@ -156,7 +157,7 @@ def _remember_params(params: dict[str, Any], context: dict[str, Any], **_: Any) 
 
 
 def _authorise(model: Any, context: dict[str, Any], **_: Any) -> None:
-    identity: Identity | None = getattr(_acting, "identity", None)
+    identity = _acting.get()
     if identity is None:
         return
     service = model.service_model.service_name
@@ -181,7 +182,7 @@ def as_identity[T](identity: Identity, work: Callable[[], T]) -> T:
             events = backend.client(service).meta.events
             events.register("before-parameter-build", _remember_params)
             events.register("before-call", _authorise)
-        _acting.identity = identity
+        _acting.set(identity)
         return work()
 
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -264,7 +265,12 @@ def test_the_worker_function_stays_within_its_role(
             tasks.flaky.enqueue(1),  # retry: release, send again later
             tasks.spawn.enqueue(2),  # enqueues from a task
             tasks.send_email.enqueue("a@example.com"),  # the second queue
+            tasks.add.enqueue(5, 6),  # its item deleted below: a message ahead of its item
         ],
+    )
+    backend: Any = default_task_backend
+    deployment.client("dynamodb").delete_item(
+        TableName=backend.store.table_name, Key={"id": {"S": enqueued[-1].id}}
     )
     # A message delivered before its result is due: deferred again, as a schedule.
     deferred = as_identity(
@@ -297,6 +303,7 @@ def test_the_worker_function_stays_within_its_role(
     assert {"dynamodb:UpdateItem", "dynamodb:PutItem", "sqs:SendMessage"} <= set(worker.allowed)
     assert {"scheduler:CreateSchedule", "iam:PassRole"} <= set(worker.allowed)
     assert "secretsmanager:GetSecretValue" in worker.allowed
+    assert "sqs:ChangeMessageVisibility" in worker.allowed  # handed back until its item comes
     for result in enqueued[:2]:
         result.refresh()
     assert enqueued[0].status == TaskResultStatus.SUCCESSFUL
