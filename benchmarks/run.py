@@ -209,11 +209,10 @@ def measure_latency(
         trickle = []
         for window in (0.0, None, 0.0, None):  # Interleaved: no batch window, the default.
             _step(f"latency: {args.tasks // 2} enqueue() one by one, worker at 2, window {window}")
-            trickle.append(
-                latency.end_to_end_worker(
-                    ROOT, child_env, meter, args.tasks // 2, 2, window, bulk=False
-                )
+            run = latency.end_to_end_worker(
+                ROOT, child_env, meter, args.tasks // 2, 2, window, bulk=False
             )
+            trickle.append({**run, "concurrency": 2, "batch_window": window})
         found["trickle"] = trickle
         drains = []
         for path, levels in (("worker", (1, 2, 4)), ("lambda", (1, 2, 5))):
