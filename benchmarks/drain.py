@@ -40,7 +40,7 @@ def main(concurrency: int, expected: int) -> dict[str, Any]:
     worker = Worker(concurrency=concurrency, batch_window=float(window or BATCH_WINDOW))
     backend: Any = task_backends["default"]
     backend.client("sqs"), backend.client("dynamodb")  # Made before "ready", as a booted worker's.
-    print(json.dumps({"ready": time.time()}), flush=True)
+    print(json.dumps({"ready": time.time()}), file=sys.__stdout__, flush=True)
     thread = threading.Thread(target=worker.run)
     start = time.perf_counter()
     thread.start()
@@ -64,4 +64,7 @@ def main(concurrency: int, expected: int) -> dict[str, Any]:
 
 if __name__ == "__main__":
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchmarks.settings")
-    print(json.dumps(main(int(sys.argv[1]), int(sys.argv[2]))), flush=True)
+    # The handler's EMF lines (one per batch, as in Lambda's log) must not fill the pipe the
+    # parent reads only this process's report lines from.
+    sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+    print(json.dumps(main(int(sys.argv[1]), int(sys.argv[2]))), file=sys.__stdout__, flush=True)

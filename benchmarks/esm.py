@@ -127,4 +127,7 @@ def main(batch_size: int, expected: int, concurrency: int = 1) -> dict[str, Any]
 
 if __name__ == "__main__":
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchmarks.settings")
-    print(json.dumps(main(*(int(arg) for arg in sys.argv[1:4]))), flush=True)
+    # The handler's EMF lines (one per invocation, as in Lambda's log) must not fill the pipe
+    # the parent reads only the report line from.
+    sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+    print(json.dumps(main(*(int(arg) for arg in sys.argv[1:4]))), file=sys.__stdout__, flush=True)
