@@ -194,15 +194,10 @@ class Producer:
         A message may so arrive before its item: the worker hands it back for a few seconds
         until the item is there, and drops it, nothing run, once the write has clearly failed.
         """
-        if self.needs_schedule(run_after, now):
-            # A schedule is made after its item, in two steps: it is minutes away anyway.
-            self.stored(result, done_now(self.put, item), sent=None)
-            self.dispatched(result, done_now(self.dispatch, envelope, run_after, now))
-            return
-        body = envelope.encode()  # Here: signing keys are read from this thread's backend.
-        delay = delay_seconds(run_after, now)
-        send = partial(self.queue.send, envelope.queue_name, body, delay=delay)
-        if not self.table_found:
+        send = partial(self.dispatch, envelope, run_after, now)
+        if self.needs_schedule(run_after, now) or not self.table_found:
+            # Two steps: a schedule is made after its item (it is minutes away anyway), and
+            # until a write has found the table, a missing one must leave nothing sent.
             self.stored(result, done_now(self.put, item), sent=None)
             self.dispatched(result, done_now(send))
             return
