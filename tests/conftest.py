@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import django
@@ -15,6 +16,7 @@ django.setup()
 from django.tasks import default_task_backend  # noqa: E402
 
 from sqs_tasks.aws import retries  # noqa: E402
+from sqs_tasks.local.tools import SamTools, ToolsMissing  # noqa: E402
 from sqs_tasks.testing import Stack, aws_stack  # noqa: E402
 from tests import tasks  # noqa: E402
 
@@ -61,3 +63,12 @@ def queue_depth(queue: str = "default") -> int:
         AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesDelayed"],
     )["Attributes"]
     return sum(int(v) for v in attributes.values())
+
+
+@pytest.fixture(scope="session")
+def sam_tools() -> SamTools:
+    """The sam CLI, aws-sam-translator and cfn-lint (.venv-sam), or skip with how to get them."""
+    try:
+        return SamTools.find(Path(__file__).resolve().parents[1])
+    except ToolsMissing as e:
+        pytest.skip(f"{e} (CI runs bin/check-infra before the tests)")

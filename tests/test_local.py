@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from sqs_tasks.local.tools import SamTools, ToolsMissing
+from sqs_tasks.local.tools import SamTools
 
 REPO = Path(__file__).resolve().parents[1]
 # The console script of the venv running the tests (.venv, or .venv-django60 in bin/test).
@@ -60,14 +60,6 @@ def sqs_tasks_local(
         timeout=RUN_TIMEOUT,
         check=False,
     )
-
-
-@pytest.fixture(scope="module")
-def sam_tools() -> SamTools:
-    try:
-        return SamTools.find(REPO)
-    except ToolsMissing as e:
-        pytest.skip(f"{e} (CI runs bin/check-infra before the tests)")
 
 
 def rows(stdout: str) -> dict[str, list[str]]:

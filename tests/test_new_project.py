@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from sqs_tasks.local.tools import SamTools, ToolsMissing
+from sqs_tasks.local.tools import SamTools
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -94,14 +94,6 @@ def run(command: list[str | Path], cwd: Path, **kwargs: object) -> str:
     )
     assert done.returncode == 0, f"{command}: exit {done.returncode}\n{done.stdout}\n{done.stderr}"
     return str(done.stdout)
-
-
-@pytest.fixture(scope="module")
-def sam_tools() -> SamTools:
-    try:
-        return SamTools.find(REPO)
-    except ToolsMissing as e:
-        pytest.skip(f"{e} (CI runs bin/check-infra before the tests)")
 
 
 @pytest.fixture(scope="module")

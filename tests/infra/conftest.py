@@ -24,7 +24,7 @@ from sqs_tasks.local.build import build
 from sqs_tasks.local.environment import moto_server
 from sqs_tasks.local.run import WORKDIR
 from sqs_tasks.local.stack import Deployment, deploy
-from sqs_tasks.local.tools import DeployError, SamTools, ToolsMissing
+from sqs_tasks.local.tools import DeployError, SamTools
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -105,24 +105,15 @@ def table_template() -> dict[str, Any]:
     return load_template(REPO / "infra" / "results-table.yaml")
 
 
-# ----------------------------------------------------------------- tools
-def sam_tools() -> SamTools:
-    """The sam CLI and aws-sam-translator, or skip with how to get them."""
-    try:
-        return SamTools.find(REPO)
-    except ToolsMissing as e:
-        pytest.skip(str(e))
-
-
+# ----------------------------------------------------------------- build
 @pytest.fixture(scope="session")
-def sam_build() -> Path:
+def sam_build(sam_tools: SamTools) -> Path:
     """`sam build` of template.yaml, as `sqs-tasks local` makes it; returns the built template."""
-    tools = sam_tools()
     # sqs-tasks local's build directory: a build of the same files and tools is made once
     # for these tests and the local runs of tests/test_local.py (bin/check-infra builds afresh).
     build_dir = REPO / WORKDIR / "build"
     try:
-        return build(REPO / "template.yaml", build_dir, tools)
+        return build(REPO / "template.yaml", build_dir, sam_tools)
     except DeployError as e:
         pytest.fail(str(e))
 
@@ -137,7 +128,9 @@ def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 # ----------------------------------------------------------------- the deployed stack
 @pytest.fixture(scope="session")
-def deployment(sam_build: Path, moto: str, tmp_path_factory: pytest.TempPathFactory) -> Deployment:
+def deployment(
+    sam_build: Path, moto: str, sam_tools: SamTools, tmp_path_factory: pytest.TempPathFactory
+) -> Deployment:
     # moto never rolls a failed create back: unique names per run.
     prefix = f"it-{uuid.uuid4().hex[:8]}"
     parameters = {**DEPLOY_PARAMETERS, "Prefix": prefix}
@@ -149,7 +142,7 @@ def deployment(sam_build: Path, moto: str, tmp_path_factory: pytest.TempPathFact
             tmp_path_factory.mktemp("deploy"),
             stack_name=f"{prefix}-stack",
             built_template=sam_build,
-            tools=sam_tools(),
+            tools=sam_tools,
         )
     except DeployError as e:
         pytest.fail(str(e))
