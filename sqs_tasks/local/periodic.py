@@ -53,7 +53,8 @@ def expect_first_firings(
             expression = schedule["ScheduleExpression"]
             notes.append(f"periodic {name} ({expression}): not awaited, its first firing is {when}")
             continue
+        result_id = periodic.result_id(at)
         label = f"periodic {name} {at:%H:%M:%S}"
-        tracker.expect(periodic.result_id(at), Expected(label, "SUCCESSFUL", _started_on_time(at)))
-        ids.append(periodic.result_id(at))
+        tracker.expect(result_id, Expected(label, "SUCCESSFUL", _started_on_time(at)))
+        ids.append(result_id)
     return ids, notes

@@ -25,7 +25,7 @@ from .environment import configure_logging, moto_server, preimport
 from .periodic import sync_declared
 from .serve import serve
 from .tools import FAKE_CREDENTIALS, REGION, DeployError
-from .workers import fire_schedules
+from .workers import start_clock
 
 PREFIX = "local-"
 SMOKE_TIMEOUT = 60
@@ -109,9 +109,7 @@ def main(project: Path, keep_running: bool, env_file: Path | None) -> int:
                 thread.start()
                 # EventBridge Scheduler's part: deferred tasks and periodic firings, when due.
                 stopping = threading.Event()
-                threading.Thread(
-                    target=fire_schedules, args=(stopping,), name="scheduler", daemon=True
-                ).start()
+                start_clock(stopping)
                 try:
                     status = smoke_check(console)
                     took = time.monotonic() - began

@@ -41,7 +41,7 @@ from .report import failure_lines, mapping_lines, read_results, report_lines, un
 from .serve import serve
 from .stack import Deployment, deploy
 from .tools import FAKE_CREDENTIALS, REGION, DeployError, SamTools
-from .workers import fire_schedules, queues_idle, start_mappings
+from .workers import queues_idle, start_clock, start_mappings
 
 STACK_NAME = "sqs-tasks-local"
 WORKDIR = Path(".aws-sam") / "local"
@@ -198,9 +198,7 @@ class LocalRun:
                     "be delivered twice (the runner drops the duplicates)"
                 )
         self.mappings = start_mappings(deployment, configs, visibility, self.tracker.on_settled)
-        threading.Thread(
-            target=fire_schedules, args=(self.stopping,), name="scheduler", daemon=True
-        ).start()
+        start_clock(self.stopping)
 
     def stop_workers(self) -> None:
         """Stop polling and let running invocations finish."""

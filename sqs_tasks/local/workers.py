@@ -47,6 +47,11 @@ def start_mappings(
     return mappings
 
 
+def start_clock(stopping: threading.Event) -> None:
+    """EventBridge Scheduler's clock (fire_schedules) on a thread of its own, until stopping."""
+    threading.Thread(target=fire_schedules, args=(stopping,), name="scheduler", daemon=True).start()
+
+
 def fire_schedules(stopping: threading.Event) -> None:
     """EventBridge Scheduler: send each due one-time schedule's message and periodic firing."""
     from ..testing import fire_due_schedules
