@@ -7,7 +7,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import partial
 from typing import Any
 
 from django.tasks import Task, TaskResult
@@ -16,10 +15,10 @@ from django.tasks.signals import task_enqueued
 
 from . import offload
 from .arguments import check_arguments
-from .aws.store import ResultStore, Unwritten, check_id
+from .aws.store import ResultStore, check_id
 from .exceptions import BulkEnqueueError
 from .message import Envelope, delay_seconds
-from .producer import UNSTORED_FATE, Producer, done_now
+from .producer import Producer
 from .results import Item, aware_run_after, ready_result, to_result
 
 logger = logging.getLogger("sqs_tasks.bulk")
@@ -31,6 +30,8 @@ type Validate = Callable[[Task[..., Any]], None]
 type _Message = tuple[str, str, datetime | None]
 # How many failed entries an exception message spells out; the rest are in .failures.
 LISTED_FAILURES = 10
+# SendMessageBatch's limit.
+SEND_BATCH = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,43 +60,37 @@ def enqueue_many(
     prepared = [_prepare(producer, validate_task, i, entry, now) for i, entry in enumerate(entries)]
     failures: dict[int, str] = {}
     abandon: list[_Prepared] = []
-    # Messages go while the items are written (one round trip); a schedule waits for its item.
-    by_queue: dict[str, list[_Message]] = {}
+    # Each write's messages go while the next items are written: no message before its item,
+    # and a write that fails sends nothing. A schedule is made after all the writes.
+    messages: dict[str, tuple[str, _Message]] = {}
     for p in prepared:
         if not producer.needs_schedule(p.result.task.run_after, now):
             body = p.envelope.encode()  # Here: signing keys are this thread's backend's.
-            by_queue.setdefault(p.result.task.queue_name, []).append(
-                (p.result.id, body, p.result.task.run_after)
+            messages[p.result.id] = (
+                p.result.task.queue_name,
+                (p.result.id, body, p.result.task.run_after),
             )
-    items = [p.item for p in prepared]
-    send = partial(_send_all, producer, by_queue)
-    # The sends on the pool, the writes here (the other way round measured the same); the
-    # first call of a producer finds the table before anything is sent.
-    sending = offload.start(producer.alias, producer.width, send) if producer.table_found else None
-    writing = done_now(producer.store.put_many, items)
-    error = writing.exception()
-    if error is not None:
-        if sending is not None and by_queue and sending.exception() is None:
-            error.add_note(f"Nothing was stored; the messages went: {UNSTORED_FATE}.")
-        raise error
-    unwritten: dict[str, Unwritten] = writing.result()
+    sends = _Sends(producer, messages)
+    try:
+        unwritten = producer.store.put_many([p.item for p in prepared], written=sends.written)
+    except Exception as e:
+        went = len(sends.handed) - len(sends.finish())
+        if went:
+            e.add_note(f"{went} of the {len(prepared)} tasks were stored and sent before it.")
+        raise
     if len(unwritten) < len(prepared):
         producer.table_found = True
-    if sending is None:
-        sending = done_now(send)
-    unsent = _unsent(sending, by_queue)
-    sent = {key for group in by_queue.values() for key, _, _ in group}.difference(unsent)
+    unsent = sends.finish()
     for p in prepared:
         missing = unwritten.get(p.result.id)
         if missing is not None:
-            went = f" (its message went: {UNSTORED_FATE})" if p.result.id in sent else ""
-            failures[p.index] = f"not stored: {missing.reason}{went}"
+            failures[p.index] = f"not stored: {missing.reason}"
             if missing.uncertain:
-                abandon.append(p)
+                abandon.append(p)  # It may have landed after all: it must not stay READY.
         elif p.result.id in unsent:
             failures[p.index] = f"not sent: {unsent[p.result.id]}"
             abandon.append(p)
-        elif p.result.id not in sent:
+        elif p.result.id not in messages:
             _dispatch_one(producer, p, failures, abandon)
     for p in abandon:
         _abandon(producer, p, failures)
@@ -143,26 +138,58 @@ def _prepare(
     return _Prepared(index, result, item, Envelope.of(result))
 
 
-def _send_all(producer: Producer, by_queue: dict[str, list[_Message]]) -> dict[str, str]:
-    """Send each queue's messages; returns why each one not sent was not, by result id."""
-    unsent: dict[str, str] = {}
-    for queue_name, group in by_queue.items():
-        sent_at = datetime.now(UTC)  # Delays count from the send, so nothing arrives early.
-        unsent.update(
-            producer.queue.send_many(
-                queue_name, [(key, body, delay_seconds(due, sent_at)) for key, body, due in group]
-            )
-        )
-    return unsent
+class _Sends:
+    """The messages of written items, sent 10 a SendMessageBatch while the rest are written."""
+
+    def __init__(self, producer: Producer, messages: dict[str, tuple[str, _Message]]) -> None:
+        self._producer = producer
+        self._messages = messages  # by result id: its queue and message
+        self._waiting: dict[str, list[_Message]] = {}
+        self._sending: list[tuple[list[str], Future[dict[str, str]]]] = []
+        self.handed: set[str] = set()  # result ids whose messages were handed to a send
+
+    def written(self, result_ids: list[str]) -> None:
+        """Items now stored: send their messages, a batch as soon as one is full."""
+        for result_id in result_ids:
+            found = self._messages.get(result_id)
+            if found is None:
+                continue  # Scheduled after the writes.
+            queue_name, message = found
+            waiting = self._waiting.setdefault(queue_name, [])
+            waiting.append(message)
+            if len(waiting) == SEND_BATCH:
+                self._send(queue_name, self._waiting.pop(queue_name))
+
+    def finish(self) -> dict[str, str]:
+        """Send what is left and wait for every send; why each message not sent was not."""
+        for queue_name, waiting in self._waiting.items():
+            self._send(queue_name, waiting)
+        self._waiting.clear()
+        unsent: dict[str, str] = {}
+        for keys, sending in self._sending:
+            error = sending.exception()
+            if error is None:
+                unsent.update(sending.result())
+            else:
+                logger.error("enqueue_many: sending failed: %s", error)
+                unsent.update(dict.fromkeys(keys, f"sending failed: {error}"))
+        self._sending.clear()
+        return unsent
+
+    def _send(self, queue_name: str, group: list[_Message]) -> None:
+        keys = [key for key, _, _ in group]
+        self.handed.update(keys)
+        producer = self._producer
+        sending = offload.start(producer.alias, producer.width, _send, producer, queue_name, group)
+        self._sending.append((keys, sending))
 
 
-def _unsent(sending: Future[dict[str, str]], by_queue: dict[str, list[_Message]]) -> dict[str, str]:
-    """What _send_all did not send, by result id: all it had, should it have raised."""
-    error = sending.exception()
-    if error is None:
-        return sending.result()
-    logger.error("enqueue_many: sending failed: %s", error)
-    return {key: f"sending failed: {error}" for group in by_queue.values() for key, _, _ in group}
+def _send(producer: Producer, queue_name: str, group: list[_Message]) -> dict[str, str]:
+    """Send one queue's messages; returns why each one not sent was not, by result id."""
+    sent_at = datetime.now(UTC)  # Delays count from the send, so nothing arrives early.
+    return producer.queue.send_many(
+        queue_name, [(key, body, delay_seconds(due, sent_at)) for key, body, due in group]
+    )
 
 
 def _dispatch_one(

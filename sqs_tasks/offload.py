@@ -10,7 +10,8 @@ sent here: the backend sends them on the event loop with Signal.asend(), which r
 receivers on the thread-sensitive thread, where Django's own aenqueue() runs them.
 
 enqueue() writes its item on a second pool per alias (start()) while its own thread sends the
-message (enqueue_many() the other way round), so one enqueue costs one round trip. A pool of
+message, so one enqueue costs one round trip; enqueue_many() sends there the messages of each
+batch of items written while it writes the next. A pool of
 its own: an aenqueue() holding a thread of the first pool waits on that work, which must never
 wait for a thread of that pool.
 """

@@ -168,8 +168,13 @@ class ResultStore:
                     found[key["id"]["S"]] = item
         return found
 
-    def put_many(self, items: Sequence[Item]) -> dict[str, Unwritten]:
-        """Write fresh items with BatchWriteItem, 25 a call; returns those not written, by id."""
+    def put_many(
+        self, items: Sequence[Item], written: Callable[[list[str]], None] | None = None
+    ) -> dict[str, Unwritten]:
+        """Write fresh items with BatchWriteItem, 25 a call; returns those not written, by id.
+
+        written, if given, is called after each call with the ids it wrote.
+        """
         # No condition is possible here: ids are 128 random bits, so none is overwritten.
         unwritten: dict[str, Unwritten] = {}
         for number, chunk in enumerate(batched(items, 25)):
@@ -194,6 +199,9 @@ class ResultStore:
             else:
                 why = Unwritten(f"unprocessed after {retries.BATCH_ATTEMPTS} attempts", False)
                 unwritten.update((r["PutRequest"]["Item"]["id"]["S"], why) for r in pending)
+            if written is not None:
+                ids = [item["id"]["S"] for item in chunk]
+                written([result_id for result_id in ids if result_id not in unwritten])
         return unwritten
 
     def put_new(self, item: Item) -> None:
