@@ -16,7 +16,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from .conf import ENV_QUEUE_PREFIX, ENV_TABLE, BackendOptions
 from .exceptions import ResourceNotFound
-from .producer import Producer
+from .producer import STORE_BOUND, Producer, longest_write
 
 
 def options_error(error: ImproperlyConfigured) -> checks.CheckMessage:
@@ -31,7 +31,7 @@ def options_error(error: ImproperlyConfigured) -> checks.CheckMessage:
 def backend_errors(
     alias: str, config: BackendOptions, queues: Set[str]
 ) -> list[checks.CheckMessage]:
-    """A missing table, unmapped queues, an empty QUEUES list."""
+    """A missing table, unmapped queues, an empty QUEUES list, writes slower than a worker waits."""
     errors: list[checks.CheckMessage] = []
     if not config.table_name:
         errors.append(
@@ -63,7 +63,26 @@ def backend_errors(
             )
         )
     errors.extend(periodic_errors(alias, config, queues))
+    errors.extend(slow_writes(alias, config))
     return errors
+
+
+def slow_writes(alias: str, config: BackendOptions) -> list[checks.CheckMessage]:
+    """CLIENT_CONFIG that lets one write outlast the time a worker waits for its item."""
+    longest = longest_write(config.client_config)
+    if longest <= STORE_BOUND:
+        return []
+    return [
+        checks.Warning(
+            f"Task backend {alias!r}'s CLIENT_CONFIG lets one PutItem take up to "
+            f"{longest.total_seconds():.0f} s (tries x (connect_timeout + read_timeout) + "
+            f"backoff); a worker waits {STORE_BOUND.total_seconds():.0f} s for the item of a "
+            "message that came first, so a write landing later would leave a READY result "
+            "whose message was dropped.",
+            hint="Lower CLIENT_CONFIG's retries max_attempts, connect_timeout or read_timeout.",
+            id="sqs_tasks.W001",
+        )
+    ]
 
 
 def periodic_errors(

@@ -11,10 +11,11 @@ import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cached_property, partial
 from typing import Any
 
+from botocore.config import Config
 from botocore.endpoint import MAX_POOL_CONNECTIONS
 from botocore.exceptions import ClientError
 from django.core.exceptions import ImproperlyConfigured
@@ -37,6 +38,15 @@ logger = logging.getLogger("sqs_tasks.backend")
 ENQUEUE_HEADROOM_BYTES = 16 * 1024
 # What a message whose write failed becomes (sqs_tasks.worker.unstored keeps the promise).
 UNSTORED_FATE = "it runs nothing and is dropped once a few minutes old"
+# How long a worker waits for the item of a message that came first: longer than a write can
+# take under the default CLIENT_CONFIG (longest_write(), about 3.5 minutes), which has raised
+# in enqueue() by then. The system check sqs_tasks.W001 holds other configs to it.
+STORE_BOUND = timedelta(minutes=4)
+# botocore's standard retry mode: backoff 2^i s at most, capped at 20, plus up to 5 s more
+# when AWS asks for it (x-amz-retry-after); without max_attempts, DynamoDB's 4 tries.
+BACKOFF_CAP = 20
+RETRY_AFTER_MAX = 5
+DYNAMODB_DEFAULT_TRIES = 4
 
 
 class Producer:
@@ -79,8 +89,6 @@ class Producer:
 
     def new_client(self, service: str, **config: Any) -> Any:
         """A client of its own for service, with the backend's settings and config's on top."""
-        from botocore.config import Config
-
         from .aws.session import new_session  # Deferred: settings import this module.
 
         with self._session_lock:
@@ -285,6 +293,21 @@ class Producer:
             # The stack's producer policy grants no DeleteItem: FAILED is as truthful.
             logger.warning("Result %s could not be deleted (%s): marking it FAILED", result.id, e)
         return self.abandon(result, why)
+
+
+def longest_write(config: Config) -> timedelta:
+    """The longest one PutItem can take under config: every try timing out, every backoff full."""
+    # botocore sets Config's attributes from its options at run time: mypy cannot see them.
+    retries: dict[str, Any] = getattr(config, "retries", None) or {}
+    if "total_max_attempts" in retries:
+        tries = int(retries["total_max_attempts"])
+    elif "max_attempts" in retries:
+        tries = int(retries["max_attempts"]) + 1  # botocore counts retries, not the first try
+    else:
+        tries = DYNAMODB_DEFAULT_TRIES
+    per_try = getattr(config, "connect_timeout", 0) + getattr(config, "read_timeout", 0)
+    backoff = sum(min(2**i, BACKOFF_CAP) + RETRY_AFTER_MAX for i in range(tries - 1))
+    return timedelta(seconds=tries * per_try + backoff)
 
 
 def done_now(fn: Callable[..., Any], *args: Any) -> Future[Any]:

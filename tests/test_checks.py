@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import copy
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from botocore.config import Config
 from botocore.exceptions import ClientError
 from django.apps import apps
 from django.core import checks
@@ -16,7 +18,9 @@ from django.test import override_settings
 from django.test.runner import DiscoverRunner as DjangoDiscoverRunner
 
 from sqs_tasks.apps import AWS_TAG, SQSTasksConfig
+from sqs_tasks.conf import default_client_config
 from sqs_tasks.exceptions import ResourceNotFound
+from sqs_tasks.producer import longest_write
 from sqs_tasks.testing import Stack
 from tests import tasks
 from tests.conftest import queue_depth
@@ -209,3 +213,23 @@ def test_the_test_runner_checks_against_the_embedded_aws(monkeypatch: pytest.Mon
         DjangoDiscoverRunner(verbosity=0).run_checks(set())
 
     DiscoverRunner(verbosity=0).run_checks(set())
+
+
+def test_client_config_that_lets_a_write_outlast_the_workers_wait_is_a_warning() -> None:
+    """W001: with read_timeout 60, six tries can take 446 s, past the 240 s a worker waits."""
+
+    def warnings(**client_config: Any) -> list[checks.CheckMessage]:
+        options = {"TABLE_NAME": "results", "QUEUE_URLS": {"default": "https://sqs.example/q"}}
+        backend = {"BACKEND": "sqs_tasks.SQSBackend", "OPTIONS": options}
+        if client_config:
+            options["CLIENT_CONFIG"] = client_config
+        with override_settings(TASKS={"default": backend}):
+            return [e for e in checks.run_checks() if e.id.startswith("sqs_tasks.")]
+
+    assert longest_write(Config(**default_client_config())) == timedelta(seconds=206)
+    assert warnings() == []
+    (slow,) = warnings(read_timeout=60)
+    assert slow.id == "sqs_tasks.W001"
+    assert "up to 446 s" in slow.msg and "waits 240 s" in slow.msg
+    fewer_tries = {"mode": "standard", "total_max_attempts": 2}
+    assert warnings(read_timeout=60, retries=fewer_tries) == []

@@ -19,12 +19,12 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from ..aws.store import READY, RUNNING, TERMINAL
 from ..exceptions import WorkerLost
 from ..message import MessageError, decode
+from ..producer import STORE_BOUND
 from ..results import Item, parse_timestamp, task_error
 from . import metrics
 from .attempt import backend_of
 from .boot import batch_processor
 from .metrics import Metric
-from .unstored import STORE_BOUND
 
 logger = logging.getLogger("sqs_tasks.dlq")
 # A refused body can still carry a genuine signature (a tampered copy keeps the original's);

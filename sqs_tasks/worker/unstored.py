@@ -17,13 +17,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ..backend import SQSBackend
 from ..message import Envelope
+from ..producer import STORE_BOUND
 from .context import LambdaContext
 
 logger = logging.getLogger("sqs_tasks.runner")
 
-# Longer than the slowest PutItem the default client config allows (6 tries of 5 s to connect
-# and 20 s to read, plus backoff: about 3 minutes); a write that slow has raised by then.
-STORE_BOUND = timedelta(minutes=4)
 FIRST_WAIT = 1  # seconds: a write racing its message lands within milliseconds
 GROWTH = 6
 MAX_WAIT = 900

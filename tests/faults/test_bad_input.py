@@ -22,9 +22,10 @@ from django.test import override_settings
 from lambda_handler import dlq
 from sqs_tasks.exceptions import ArgumentsTooDeep
 from sqs_tasks.message import Envelope
+from sqs_tasks.producer import STORE_BOUND
 from sqs_tasks.results import MAX_ARGUMENT_DEPTH
 from sqs_tasks.testing import MAX_RECEIVE_COUNT, QUEUE_ATTRIBUTES, Stack, drain
-from sqs_tasks.worker.unstored import STORE_BOUND, wait_seconds
+from sqs_tasks.worker.unstored import wait_seconds
 from tests.faults import tasks
 from tests.faults.support import (
     all_items,
