@@ -170,6 +170,51 @@ def test_receives_stay_batched_at_concurrency_2_while_tasks_trickle_in(
     assert len(set(log.read_text().split())) == 11
 
 
+def test_the_next_batch_runs_while_the_last_one_is_deleted(
+    stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # At concurrency 1 the slot is free once a batch has run: its DeleteMessageBatch is held
+    # here until the second batch's task has started, which it could not before.
+    from django.tasks.signals import task_started
+
+    log = str(tmp_path / "runs.log")
+    ids = [worker_tasks.note.enqueue(log).id for _ in range(2)]
+    started: list[str] = []
+    both_started = threading.Event()
+    held: list[bool] = []
+
+    def on_started(sender: Any, task_result: Any, **kwargs: Any) -> None:
+        started.append(task_result.id)
+        if len(started) == 2:
+            both_started.set()
+
+    def hold_first_delete(**kwargs: Any) -> None:
+        if not held:
+            held.append(both_started.wait(STEP_TIMEOUT_S))
+
+    batch_client = Worker._sqs
+
+    def holding(worker: Worker) -> Any:
+        client = batch_client(worker)
+        client.meta.events.register(
+            "before-call.sqs.DeleteMessageBatch", hold_first_delete, unique_id="test-hold"
+        )
+        return client
+
+    monkeypatch.setattr(Worker, "_sqs", holding)
+    task_started.connect(on_started, dispatch_uid="test-next-batch")
+    try:
+        stats = Worker(
+            queues=["default"], concurrency=1, batch_size=1, wait_time=0, until_empty=True
+        ).run()
+    finally:
+        task_started.disconnect(dispatch_uid="test-next-batch")
+
+    assert held == [True]
+    assert stats.deleted == 2
+    assert _statuses(ids) == {"SUCCESSFUL": 2}
+
+
 @pytest.mark.parametrize("wait_time", [0, 20])
 def test_long_polls_are_not_cut_short_by_the_read_timeout(stack: Stack, wait_time: int) -> None:
     # An empty 20 s long poll answers after 20 s plus a round trip: a read timeout of 20 s

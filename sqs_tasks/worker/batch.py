@@ -84,8 +84,9 @@ class BatchRunner:
         messages: list[Message],
         deadline: float,
         visibility: int,
+        ran: Callable[[], None] = lambda: None,
     ) -> None:
-        """Hand messages to the handler, then delete, back off or hand back each one."""
+        """Hand messages to the handler, call ran(), then delete, back off or hand back each."""
         worker_id = f"{self.worker_name}-{uuid.uuid4().hex[:12]}"
         context = LambdaContext(worker_id, deadline, self.stopping)
         self.stats.add(batches=1)
@@ -96,6 +97,8 @@ class BatchRunner:
         except (Exception, KeyboardInterrupt):
             logger.exception("Worker %s: the handler raised; the whole batch failed", worker_id)
             failed_ids = {m["MessageId"] for m in messages}
+        finally:
+            ran()
         done = [m for m in messages if m["MessageId"] not in failed_ids]
         failed = [m for m in messages if m["MessageId"] in failed_ids]
         deleted = len(delete_messages(sqs, url, done))

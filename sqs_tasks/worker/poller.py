@@ -5,14 +5,16 @@ same code (lambda_handler.handler -> sqs_tasks.worker.attempt.Attempt) on ECS, E
 
 - one poller thread per queue long-polls ReceiveMessage, but only while a batch slot is free,
   so messages are not held invisible while nothing could start them; after a receive that
-  came back short, the next waits (while a batch runs) until a batch settles or batch_window
+  came back short, the next waits (while a batch runs) until a batch has run or batch_window
   passes, so without a backlog messages still gather into batches at any concurrency;
-- each batch runs on one of `concurrency` threads, with a context whose request id is a fresh
-  worker id and whose remaining time is what is left of the batch's visibility timeout (the
-  runner's lease is that plus its margin, as in Lambda, instead of the 15-minute LEASE);
+- at most `concurrency` batches run at once, each on a thread of its own, with a context
+  whose request id is a fresh worker id and whose remaining time is what is left of the
+  batch's visibility timeout (the runner's lease is that plus its margin, as in Lambda,
+  instead of the 15-minute LEASE);
 - while a batch runs, a Heartbeat keeps its messages hidden and its running attempt leased;
 - what the handler reports in batchItemFailures is hidden for an exponential backoff on its
-  receive count (ChangeMessageVisibility); everything else is deleted (DeleteMessageBatch);
+  receive count (ChangeMessageVisibility); everything else is deleted (DeleteMessageBatch),
+  while the next batch runs: a batch's slot is free once its handler returns;
 - stop() (SIGTERM/SIGINT in the management command) stops receiving, lets the record each
   batch is running finish, and hands back at once every message received but not started
   (the handler sends a running batch's others again; a batch not begun is made visible), so
@@ -201,7 +203,10 @@ class Worker:
             self.batch_size,
             self.wait_time,
         )
-        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="sqs-tasks-batch") as pool:
+        # A batch frees its slot once run, and settles its messages while the next one runs,
+        # as Lambda's event source mapping does: a thread for each of both.
+        threads = 2 * self.concurrency
+        with ThreadPoolExecutor(threads, thread_name_prefix="sqs-tasks-batch") as pool:
             self._pool = pool
             pollers = [
                 threading.Thread(
@@ -280,14 +285,24 @@ class Worker:
     def _run_batch(
         self, queue_name: str, url: str, messages: list[Message], deadline: float, visibility: int
     ) -> None:
+        ran = threading.Event()
+
+        def free_slot() -> None:
+            ran.set()
+            self._slots.ran()
+
         try:
             assert self._batches is not None
-            self._batches.run(self._sqs(), queue_name, url, messages, deadline, visibility)
+            self._batches.run(
+                self._sqs(), queue_name, url, messages, deadline, visibility, ran=free_slot
+            )
         except Exception:
             # Whatever was not settled reappears after its visibility timeout.
             logger.exception("Batch from %s could not be settled", queue_name)
         finally:
-            self._slots.release()
+            if not ran.is_set():
+                self._slots.ran()
+            self._slots.settled()
 
     def _hand_back(self, sqs: Any, url: str, messages: list[Message]) -> None:
         """Make messages received but never started visible again at once."""

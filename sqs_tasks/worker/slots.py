@@ -27,7 +27,7 @@ class BatchSlots:
         self._cond = threading.Condition()
         self._free = count  # batch slots not running a batch
         self._in_flight = 0  # batches handed to the pool and not yet settled
-        self._settled = 0  # batches settled so far
+        self._settled = 0  # batches run so far (their handler returned)
         # For until_empty: batches taken or settled so far, and the queues whose pollers found
         # them empty since the last of those and wait for the next (or for the end).
         self._generation = 0
@@ -42,7 +42,7 @@ class BatchSlots:
     def wait_free(self, hold: float = 0.0) -> int | None:
         """Wait for a free slot without taking it: the generation then, or None if stopping.
 
-        With hold > 0, while another batch runs, also wait until one settles or hold seconds
+        With hold > 0, while another batch runs, also wait until one has run or hold seconds
         pass, whichever is first.
         """
         deadline = time.monotonic() + hold
@@ -72,13 +72,19 @@ class BatchSlots:
             self._cond.notify_all()
             return True
 
-    def release(self) -> None:
-        """Give back the slot of a settled batch."""
+    def ran(self) -> None:
+        """A batch's handler returned: its slot is free while its messages are settled."""
         with self._cond:
             self._free += 1
-            self._in_flight -= 1
             self._settled += 1
             # A batch may have enqueued tasks: every queue must be polled empty again.
+            self._generation += 1
+            self._cond.notify_all()
+
+    def settled(self) -> None:
+        """A batch's messages were deleted, backed off or handed back."""
+        with self._cond:
+            self._in_flight -= 1
             self._generation += 1
             self._cond.notify_all()
 
