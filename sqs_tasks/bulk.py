@@ -180,11 +180,13 @@ class _Sends:
         keys = [key for key, _, _ in group]
         self.handed.update(keys)
         producer = self._producer
-        sending = offload.start(producer.alias, producer.width, _send, producer, queue_name, group)
+        sending = offload.start(
+            producer.alias, producer.width, _send_group, producer, queue_name, group
+        )
         self._sending.append((keys, sending))
 
 
-def _send(producer: Producer, queue_name: str, group: list[_Message]) -> dict[str, str]:
+def _send_group(producer: Producer, queue_name: str, group: list[_Message]) -> dict[str, str]:
     """Send one queue's messages; returns why each one not sent was not, by result id."""
     sent_at = datetime.now(UTC)  # Delays count from the send, so nothing arrives early.
     return producer.queue.send_many(
