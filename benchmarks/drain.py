@@ -2,9 +2,10 @@
 
 Run by latency.py as its own process (python -m benchmarks.drain CONCURRENCY EXPECTED): a
 Worker with the management command's defaults but CONCURRENCY, stopped once EXPECTED messages
-were deleted. Prints `{"ready": ...}` once its clients are made, then one JSON line: seconds
-from the first receive to the last delete, counts and CPU. BENCH_CLAIM_AHEAD=0 turns claim
-ahead off, to measure what it saves; BENCH_BATCH_WINDOW sets the worker's batch window.
+were deleted. Prints `{"ready": ..., "cpu_seconds": ...}` once its clients are made, then one
+JSON line: seconds from the first receive to the last delete, counts and CPU.
+BENCH_CLAIM_AHEAD=0 turns claim ahead off, to measure what it saves; BENCH_BATCH_WINDOW sets
+the worker's batch window.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ def main(concurrency: int, expected: int) -> dict[str, Any]:
     worker = Worker(concurrency=concurrency, batch_window=float(window or BATCH_WINDOW))
     backend: Any = task_backends["default"]
     backend.client("sqs"), backend.client("dynamodb")  # Made before "ready", as a booted worker's.
-    print(json.dumps({"ready": time.time()}), file=sys.__stdout__, flush=True)
+    ready = {"ready": time.time(), "cpu_seconds": sum(os.times()[:2])}
+    print(json.dumps(ready), file=sys.__stdout__, flush=True)
     thread = threading.Thread(target=worker.run)
     start = time.perf_counter()
     thread.start()
