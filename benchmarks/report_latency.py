@@ -110,11 +110,14 @@ def _critical_path(drains: list[dict[str, Any]]) -> tuple[str, bool] | None:
         f"({claim:.1f} ms: {held[claim_op]:.1f} held + moto {moto[claim_op]:.1f}), < one claim's "
         f"+ one finish's ({claim + finish:.1f} ms)"
     )
+    text += (
+        f"\n      beyond one claim's round trip: {per_task - claim:.1f} ms a task, of which the "
+        f"worker's own CPU {one['worker_cpu_ms_per_task']:.1f} ms"
+    )
     off = _drain_off(drains, "worker")
     if off:
         off_task = off["seconds"] * 1000 / off["handled"]
-        text += f"\n      without claim ahead: {off_task:.1f} ms a task, x{off_task / claim:.2f}"
-    text += f"; the worker's own CPU: {one['worker_cpu_ms_per_task']:.1f} ms a task"
+        text += f"; without claim ahead: {off_task:.1f} ms a task, x{off_task / claim:.2f}"
     return text, per_task < claim + finish
 
 
@@ -177,7 +180,7 @@ def _render_end_to_end(runs: list[dict[str, Any]]) -> list[str]:
         "django-tasks-sqs: enqueue_many, N worker threads, no result stored; Celery: apply_async "
         "one by one, solo pool or N threads); worker CPU from its ready to its stop:",
         "    system            workers  tasks/s  requests/task  moto CPU ms/task (core)  "
-        "worker CPU ms/task",
+        "worker CPU ms/task  proxy CPU ms/task",
     ]
     for r in runs:
         if "error" in r:
@@ -186,7 +189,8 @@ def _render_end_to_end(runs: list[dict[str, Any]]) -> list[str]:
         lines.append(
             f"    {r['system']:17} {r['workers']:7}  {r['tasks_per_second']:7.1f}  "
             f"{r['requests_total_per_task']:13.2f}  {r['moto_cpu_ms_per_task']:9.2f} "
-            f"({r['moto_core_share']:4.0%}){'':8}  {r['worker_cpu_ms_per_task']:18.2f}"
+            f"({r['moto_core_share']:4.0%}){'':8}  {r['worker_cpu_ms_per_task']:18.2f}  "
+            f"{r['proxy_cpu_ms_per_task']:17.2f}"
         )
     for r in runs:
         if "error" not in r:
@@ -247,14 +251,15 @@ def render_latency(latency: dict[str, Any]) -> list[str]:
         lines.append(f"  drain of a backlog of {drains[0]['n']}:")
         lines.append(
             "    path    conc claim-ahead tasks/s  recv+del/task  requests/task  "
-            "moto CPU ms/task (core)  worker CPU ms/task"
+            "moto CPU ms/task (core)  worker CPU ms/task  proxy CPU ms/task"
         )
         for d in drains:
             lines.append(
                 f"    {d['path']:7} {d['concurrency']:4} {'on' if d['claim_ahead'] else 'off':11} "
                 f"{d['tasks_per_second']:7.1f}  {d['receive_delete_per_task']:13.3f}  "
                 f"{d['requests_total_per_task']:13.2f}  {d['moto_cpu_ms_per_task']:9.2f} "
-                f"({d['moto_core_share']:4.0%}){'':8}  {d['worker_cpu_ms_per_task']:18.2f}"
+                f"({d['moto_core_share']:4.0%}){'':8}  {d['worker_cpu_ms_per_task']:18.2f}  "
+                f"{d['proxy_cpu_ms_per_task']:17.2f}"
             )
         for d in drains:
             lines.append(

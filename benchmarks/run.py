@@ -104,6 +104,7 @@ def main() -> None:
         if not args.no_latency:
             results["latency"] = measure_latency(args, child_env, server.url)
         if args.latency_only:
+            results["machine"] += f", {os.getloadavg()[0]:.1f} at the end"
             (OUT / "latency.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
             report_latency(results)
             return
