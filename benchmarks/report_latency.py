@@ -89,35 +89,46 @@ def _end_to_end_targets(runs: list[dict[str, Any]]) -> list[tuple[str, bool]]:
     return found
 
 
+CLAIM, FINISH = "dynamodb.UpdateItem", "dynamodb.PutItem"
+
+
+def _round_trips(run: dict[str, Any]) -> tuple[float, float, float] | None:
+    """A drain's ms per task, and its own claim's and finish's round trips (held + moto)."""
+    if CLAIM not in run["moto_ms"] or FINISH not in run["moto_ms"]:
+        return None
+    claim, finish = (run["held_ms"][op] + run["moto_ms"][op] for op in (CLAIM, FINISH))
+    return run["seconds"] * 1000 / run["handled"], claim, finish
+
+
 def _critical_path(drains: list[dict[str, Any]]) -> tuple[str, bool] | None:
     """The worker's per-task time at concurrency 1 against one claim's round trip.
 
-    Two DynamoDB round trips in a row take at least one claim's plus one finish's: a per-task
-    time below that sum leaves room for at most one on the critical path."""
+    If the claim and the finish both were on the critical path, a task would take at least the
+    two round trips as that run measured them; a per-task time below that sum proves they
+    overlap. Each run is held to its own round trips: overlapping, they slow moto's answers."""
     one = _drain(drains, "worker", 1)
-    if one is None:
+    found = _round_trips(one) if one else None
+    if one is None or found is None:
         return None
-    held, moto = one["held_ms"], one["moto_ms"]
-    claim_op, finish_op = "dynamodb.UpdateItem", "dynamodb.PutItem"
-    if claim_op not in moto or finish_op not in moto:
-        return None
-    claim = held[claim_op] + moto[claim_op]
-    finish = held[finish_op] + moto[finish_op]
-    per_task = one["seconds"] * 1000 / one["handled"]
+    per_task, claim, finish = found
     text = (
         f"at most one DynamoDB round trip on the critical path per task: sqs_tasks_worker at 1 "
         f"takes {per_task:.1f} ms a task, x{per_task / claim:.2f} of one claim's round trip "
-        f"({claim:.1f} ms: {held[claim_op]:.1f} held + moto {moto[claim_op]:.1f}), < one claim's "
-        f"+ one finish's ({claim + finish:.1f} ms)"
-    )
-    text += (
+        f"({claim:.1f} ms: {one['held_ms'][CLAIM]:.1f} held + moto {one['moto_ms'][CLAIM]:.1f}),"
+        f" < its claim's + its finish's ({claim + finish:.1f} ms)"
         f"\n      beyond one claim's round trip: {per_task - claim:.1f} ms a task, of which the "
         f"worker's own CPU {one['worker_cpu_ms_per_task']:.1f} ms"
     )
     off = _drain_off(drains, "worker")
-    if off:
-        off_task = off["seconds"] * 1000 / off["handled"]
-        text += f"; without claim ahead: {off_task:.1f} ms a task, x{off_task / claim:.2f}"
+    off_found = _round_trips(off) if off else None
+    if off_found:
+        off_task, off_claim, off_finish = off_found
+        below = "<" if off_task < off_claim + off_finish else ">="
+        text += (
+            f"; without claim ahead: {off_task:.1f} ms a task, x{off_task / off_claim:.2f} of "
+            f"its claim's ({off_claim:.1f} ms), {below} its claim's + its finish's "
+            f"({off_claim + off_finish:.1f} ms)"
+        )
     return text, per_task < claim + finish
 
 
