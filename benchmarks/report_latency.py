@@ -35,6 +35,14 @@ SYSTEMS = ("sqs-tasks", "django-tasks-sqs", "celery")
 SATURATED = 0.9
 
 
+def _failed(runs: list[dict[str, Any]], system: str, workers: int) -> str | None:
+    """Why a system's run has no figure, if it was tried and failed."""
+    for run in runs:
+        if run["system"] == system and run["workers"] == workers and "error" in run:
+            return str(run["error"])
+    return None
+
+
 def _moto_by_system(runs: list[dict[str, Any]]) -> str:
     """Each system's moto CPU per task and moto's share of a core, at 1 / 2 workers."""
     parts = []
@@ -58,6 +66,9 @@ def _end_to_end_targets(runs: list[dict[str, Any]]) -> list[tuple[str, bool]]:
     for peer in SYSTEMS[1:]:
         theirs = _e2e(runs, peer, 1)
         if theirs is None:
+            error = _failed(runs, peer, 1)
+            if error:  # A target that could not be checked is not met.
+                found.append((f"end to end at 1 worker >= {peer}: no figure ({error})", False))
             continue
         text = (
             f"end to end at 1 worker >= {peer}: {ours['tasks_per_second']:.1f} against "
@@ -77,6 +88,9 @@ def _end_to_end_targets(runs: list[dict[str, Any]]) -> list[tuple[str, bool]]:
             )
         )
     celery = _e2e(runs, "celery", 1)
+    error = _failed(runs, "celery", 1)
+    if error:
+        found.append((f"worker's own CPU per task <= Celery's: no figure ({error})", False))
     if celery:
         mine, theirs_cpu = ours["worker_cpu_ms_per_task"], celery["worker_cpu_ms_per_task"]
         found.append(
