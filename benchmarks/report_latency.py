@@ -9,16 +9,12 @@ def _ops(per_task: dict[str, float]) -> str:
     return ", ".join(f"{op.split('.', 1)[1]} {v:.2f}" for op, v in per_task.items() if v >= 0.005)
 
 
-def _drain(drains: list[dict[str, Any]], path: str, concurrency: int) -> dict[str, Any] | None:
+def _drain(
+    drains: list[dict[str, Any]], path: str, concurrency: int, claim_ahead: bool = True
+) -> dict[str, Any] | None:
     for run in drains:
-        if run["path"] == path and run["concurrency"] == concurrency and run["claim_ahead"]:
-            return run
-    return None
-
-
-def _drain_off(drains: list[dict[str, Any]], path: str) -> dict[str, Any] | None:
-    for run in drains:
-        if run["path"] == path and run["concurrency"] == 1 and not run["claim_ahead"]:
+        found = (run["path"], run["concurrency"], run["claim_ahead"])
+        if found == (path, concurrency, claim_ahead):
             return run
     return None
 
@@ -118,7 +114,7 @@ def _critical_path(drains: list[dict[str, Any]]) -> tuple[str, bool] | None:
     """The worker's per-task time at concurrency 1 against one claim's round trip.
 
     If the claim and the finish both were on the critical path, a task would take at least the
-    two round trips as that run measured them; a per-task time below that sum proves they
+    two round trips as that run measured them; a per-task time below that sum shows they
     overlap. Each run is held to its own round trips: overlapping, they slow moto's answers."""
     one = _drain(drains, "worker", 1)
     found = _round_trips(one) if one else None
@@ -133,7 +129,7 @@ def _critical_path(drains: list[dict[str, Any]]) -> tuple[str, bool] | None:
         f"\n      beyond one claim's round trip: {per_task - claim:.1f} ms a task, of which the "
         f"worker's own CPU {one['worker_cpu_ms_per_task']:.1f} ms"
     )
-    off = _drain_off(drains, "worker")
+    off = _drain(drains, "worker", 1, claim_ahead=False)
     off_found = _round_trips(off) if off else None
     if off_found:
         off_task, off_claim, off_finish = off_found
