@@ -3,8 +3,9 @@
 Run by latency.py as its own process (python -m benchmarks.drain CONCURRENCY EXPECTED): a
 Worker with the management command's defaults but CONCURRENCY, stopped once EXPECTED messages
 were deleted. Prints `{"ready": ...}` once its clients are made, then one JSON line: seconds
-from the first receive to the last delete, counts and CPU. BENCH_CLAIM_AHEAD=0 turns claim
-ahead off, to measure what it saves; BENCH_BATCH_WINDOW sets the worker's batch window.
+from the first receive to the last delete, counts, and CPU (in all, and at ready).
+BENCH_CLAIM_AHEAD=0 turns claim ahead off, to measure what it saves; BENCH_BATCH_WINDOW sets
+the worker's batch window.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ def main(concurrency: int, expected: int) -> dict[str, Any]:
     worker = Worker(concurrency=concurrency, batch_window=float(window or BATCH_WINDOW))
     backend: Any = task_backends["default"]
     backend.client("sqs"), backend.client("dynamodb")  # Made before "ready", as a booted worker's.
+    ready_cpu = sum(os.times()[:2])
     print(json.dumps({"ready": time.time()}), file=sys.__stdout__, flush=True)
     thread = threading.Thread(target=worker.run)
     start = time.perf_counter()
@@ -59,6 +61,7 @@ def main(concurrency: int, expected: int) -> dict[str, Any]:
         "done": time.time(),
         "maxrss_kb": peak_rss_kb(),
         "cpu_seconds": sum(os.times()[:2]),
+        "ready_cpu_seconds": ready_cpu,
     }
 
 

@@ -8,6 +8,7 @@ Ratios within one run are what count: the machine is shared.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import statistics
 import subprocess
@@ -15,6 +16,7 @@ import sys
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +94,7 @@ class Meter:
         """Requests per task by operation, and moto's share: its CPU per task and of a core."""
         count: dict[str, int] = self.snapshot["count"]
         upstream: dict[str, float] = self.snapshot["upstream_seconds"]
+        held: dict[str, float] = self.snapshot["held_seconds"]
         requests = sum(count.values())
         # A long poll's time is mostly its wait: moto's time per request leaves them out.
         answered = {op: t for op, t in upstream.items() if op != "sqs.ReceiveMessage"}
@@ -106,6 +109,11 @@ class Meter:
                 sum(answered.values()) * 1000 / answered_count if answered_count else 0.0
             ),
             "proxy_cpu_ms_per_task": self.proxy_cpu * 1000 / n,
+            # One request of each operation through the proxy: the time held, and moto's answer.
+            "held_ms": {op: held.get(op, 0.0) * 1000 / c for op, c in sorted(count.items()) if c},
+            "moto_ms": {
+                op: upstream.get(op, 0.0) * 1000 / c for op, c in sorted(count.items()) if c
+            },
         }
 
 
@@ -241,7 +249,8 @@ def drain(
         "handled": report["handled"],
         "seconds": seconds,
         "tasks_per_second": report["handled"] / seconds,
-        "worker_cpu_ms_per_task": report["cpu_seconds"] * 1000 / n,
+        # From its ready: the Lambda path's is the container's and the mapping emulator's.
+        "worker_cpu_ms_per_task": (report["cpu_seconds"] - report["ready_cpu_seconds"]) * 1000 / n,
         **meter.per_task(n, seconds),
     }
 
@@ -255,7 +264,9 @@ def end_to_end_worker(
     batch_window: float | None = None,
     bulk: bool = True,
 ) -> dict[str, Any]:
-    """enqueue_many(n) (or n enqueue()) while sqs_tasks_worker runs them; until all read."""
+    """enqueue_many(n) (or n enqueue()) while sqs_tasks_worker runs them; until all read.
+
+    The worker's CPU is its process's from ready (Django set up, clients made) to its stop."""
     url = ours.fresh_queue("e2e-worker")
     child_env = {
         **env,
@@ -284,30 +295,52 @@ def end_to_end_worker(
                 results = [noop.enqueue() for _ in range(n)]
             ours._wait_finished([r.id for r in results], timeout=900)
             seconds = time.perf_counter() - start
-            proc.communicate(timeout=120)
+            out, _ = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
+    if proc.returncode:
+        raise RuntimeError(f"sqs_tasks_worker exited with {proc.returncode}")
+    report = _json_line(out)
     return {
+        "system": "sqs-tasks",
+        "workers": concurrency,
         "n": n,
         "seconds": seconds,
         "tasks_per_second": n / seconds,
+        "worker_cpu_ms_per_task": (report["cpu_seconds"] - report["ready_cpu_seconds"]) * 1000 / n,
         **meter.per_task(n, seconds),
     }
 
 
 def peer(
-    name: str, python: Path, root: Path, env: dict[str, str], meter: Meter, n: int, out: Path
+    name: str,
+    python: Path,
+    root: Path,
+    env: dict[str, str],
+    meter: Meter,
+    n: int,
+    workers: int,
+    out: Path,
 ) -> dict[str, Any]:
-    """A peer's end-to-end run (one worker) through the proxy, with its requests per task."""
+    """A peer's end-to-end run through the proxy, with its requests and worker CPU per task
+    (the worker's process from ready to done, as ours)."""
     from benchmarks import peer_runs
 
     queue = peer_runs.new_queue(f"latency-{name}")
     peer_env = {**env, "PEER_QUEUE_URL": queue, "AWS_ENDPOINT_URL": meter.proxy.url}
     peer_env.pop("DJANGO_SETTINGS_MODULE", None)
-    with meter:
+    # Metered from the worker's ready, as ours: its start-up's requests are not the tasks'.
+    with contextlib.ExitStack() as metered:
+        start_meter = partial(metered.enter_context, meter)
         if name == "celery":
-            run = peer_runs.celery(python, root, peer_env, n, 1, out)
+            run = peer_runs.celery(python, root, peer_env, n, workers, out, start_meter)
         else:
-            run = peer_runs.django_tasks_sqs(python, root, peer_env, n, 1)
-    return {"name": name, **run, **meter.per_task(n, run["seconds"])}
+            run = peer_runs.django_tasks_sqs(python, root, peer_env, n, workers, start_meter)
+    cpu = run["worker_cpu_seconds"] - run["worker_ready_cpu_seconds"]
+    return {
+        "system": name,
+        **run,
+        "worker_cpu_ms_per_task": cpu * 1000 / n,
+        **meter.per_task(n, run["seconds"]),
+    }

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,16 +51,24 @@ def _json_line(text: str) -> dict[str, Any]:
 
 
 def django_tasks_sqs(
-    python: Path, root: Path, env: dict[str, str], n: int, workers: int
+    python: Path,
+    root: Path,
+    env: dict[str, str],
+    n: int,
+    workers: int,
+    on_ready: Callable[[], object] | None = None,
 ) -> dict[str, Any]:
-    """Its worker (workers threads, 10 messages a receive) running n tasks enqueue_many sent."""
+    """Its worker (workers threads, 10 messages a receive) running n tasks enqueue_many sent;
+    on_ready is called once the worker is ready, before the first task is sent."""
     cmd = [str(python), "-m", "benchmarks.peers.dts_run"]
     worker = subprocess.Popen(
         [*cmd, "work", str(n), str(workers)], cwd=root, env=env, stdout=subprocess.PIPE, text=True
     )
     try:
         assert worker.stdout is not None
-        _json_line(worker.stdout.readline())  # "ready": its client is made.
+        ready = _json_line(worker.stdout.readline())  # Its client is made.
+        if on_ready:
+            on_ready()
         produced = subprocess.run(
             [*cmd, "produce", str(n)], cwd=root, env=env, capture_output=True, text=True
         )
@@ -78,14 +87,22 @@ def django_tasks_sqs(
         "tasks_per_second": n / (done["done"] - start),
         "maxrss_kb": done["maxrss_kb"],
         "worker_cpu_seconds": done["cpu_seconds"],
+        "worker_ready_cpu_seconds": ready["cpu_seconds"],
         "note": "no result store: timed until its worker ran the last task",
     }
 
 
 def celery(
-    python: Path, root: Path, env: dict[str, str], n: int, workers: int, out: Path
+    python: Path,
+    root: Path,
+    env: dict[str, str],
+    n: int,
+    workers: int,
+    out: Path,
+    on_ready: Callable[[], object] | None = None,
 ) -> dict[str, Any]:
-    """Its worker (solo pool, or threads, prefetch 10) running n tasks; until results read."""
+    """Its worker (solo pool, or threads, prefetch 10) running n tasks; until results read.
+    on_ready is called once the worker is ready, before the producer starts."""
     log = out / f"celery-worker-{workers}.log"
     celery_bin = python.parent / "celery"
     with log.open("w") as sink:
@@ -107,6 +124,9 @@ def celery(
             if worker.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"worker did not start: {log.read_text()[-800:]}")
             time.sleep(0.2)
+        ready_cpu = process_cpu_seconds(worker.pid)
+        if on_ready:
+            on_ready()
         produced = subprocess.run(
             [str(python), "-m", "benchmarks.peers.celery_run", "produce", str(n)],
             cwd=root,
@@ -131,6 +151,7 @@ def celery(
         "seconds": report["done"] - report["start"],
         "tasks_per_second": n / (report["done"] - report["start"]),
         "worker_cpu_seconds": report["worker_cpu_seconds"],
+        "worker_ready_cpu_seconds": ready_cpu,
         "note": "SQS transport, DynamoDB result backend; timed until every result was read",
     }
 

@@ -16,7 +16,10 @@ import platform
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from benchmarks.latency import Meter
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "out"
@@ -101,6 +104,7 @@ def main() -> None:
         if not args.no_latency:
             results["latency"] = measure_latency(args, child_env, server.url)
         if args.latency_only:
+            results["machine"] += f", {os.getloadavg()[0]:.1f} at the end"
             (OUT / "latency.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
             report_latency(results)
             return
@@ -204,8 +208,7 @@ def measure_latency(
             return found
         _step("latency: 100 concurrent aenqueue() from one event loop")
         found["aenqueue"] = latency.aenqueue_concurrency(100, rounds=3, meter=meter)
-        _step(f"latency: end to end, {args.tasks} tasks, sqs_tasks_worker")
-        found["end_to_end"] = latency.end_to_end_worker(ROOT, child_env, meter, args.tasks)
+        found["end_to_end"] = latency_end_to_end(args, child_env, meter)
         trickle = []
         for window in (0.0, None, 0.0, None):  # Interleaved: no batch window, the default.
             _step(f"latency: {args.tasks // 2} enqueue() one by one, worker at 2, window {window}")
@@ -225,24 +228,45 @@ def measure_latency(
             _step(f"latency: drain {args.backlog}, {path}, concurrency 1, no claim ahead")
             drains.append(latency.drain(ROOT, child_env, meter, path, 1, args.backlog, False))
         found["drain"] = drains
-        if not args.no_peers:
-            from benchmarks import peer_runs
-
-            python = peer_runs.ensure_venv(ROOT)
-            peers = []
-            for name in ("django-tasks-sqs", "celery"):
-                _step(f"latency: end to end, {name}, {args.tasks} tasks")
-                try:
-                    peers.append(
-                        latency.peer(name, python, ROOT, child_env, meter, args.tasks, OUT)
-                    )
-                except Exception as e:  # Said in the table, not hidden.
-                    peers.append({"name": name, "error": f"{type(e).__name__}: {e}"})
-            found["peers"] = peers
     finally:
         ours.ENDPOINT = None
         proxy.close()
     return found
+
+
+def latency_end_to_end(
+    args: argparse.Namespace, child_env: dict[str, str], meter: Meter
+) -> list[dict[str, Any]]:
+    """End to end at 1 and 2 workers: sqs-tasks (sqs_tasks_worker), then each peer, one after
+    the other at each worker count so that the runs compared share the machine's load."""
+    from benchmarks import latency, peer_runs
+
+    python: Path | None = None
+    error = ""
+    if not args.no_peers:
+        try:
+            python = peer_runs.ensure_venv(ROOT)
+        except Exception as e:  # Said in the table, not hidden.
+            error = f"virtualenv: {e}"
+    runs: list[dict[str, Any]] = []
+    for workers in (1, 2):
+        _step(f"latency: end to end, {args.tasks} tasks, sqs_tasks_worker at {workers}")
+        runs.append(latency.end_to_end_worker(ROOT, child_env, meter, args.tasks, workers))
+        if args.no_peers:
+            continue
+        for name in ("django-tasks-sqs", "celery"):
+            _step(f"latency: end to end, {args.tasks} tasks, {name} at {workers}")
+            try:
+                if python is None:
+                    raise RuntimeError(error)
+                runs.append(
+                    latency.peer(name, python, ROOT, child_env, meter, args.tasks, workers, OUT)
+                )
+            except Exception as e:  # Said in the table, not hidden.
+                runs.append(
+                    {"system": name, "workers": workers, "error": f"{type(e).__name__}: {e}"}
+                )
+    return runs
 
 
 def measure_cold(args: argparse.Namespace, aws: dict[str, str]) -> dict[str, Any]:

@@ -48,7 +48,7 @@ def work(n: int, threads: int) -> dict[str, Any]:
 
     message_processed.connect(count, weak=False)
     worker.backend.get_queue_url("default")  # Client made before "ready", as ours is.
-    print(json.dumps({"ready": time.time()}), flush=True)
+    print(json.dumps({"ready": time.time(), "cpu_seconds": sum(os.times()[:2])}), flush=True)
     worker.run()
     return {
         "done": seen["done"],
