@@ -73,6 +73,15 @@ _override: Any = None
 ENDPOINT: str | None = None
 
 
+def straight_to_moto() -> None:
+    """Stop going through the latency proxy: the next fresh_queue() points at moto itself."""
+    global ENDPOINT, _override
+    ENDPOINT = None
+    if _override is not None:
+        _override.disable()
+        _override = None
+
+
 def fresh_queue(tag: str) -> str:
     """Point the backend at a new, empty queue (moto allows one PurgeQueue a minute)."""
     global _override

@@ -229,7 +229,7 @@ def measure_latency(
             drains.append(latency.drain(ROOT, child_env, meter, path, 1, args.backlog, False))
         found["drain"] = drains
     finally:
-        ours.ENDPOINT = None
+        ours.straight_to_moto()
         proxy.close()
     return found
 
