@@ -77,7 +77,7 @@ def _end_to_end_targets(runs: list[dict[str, Any]]) -> list[tuple[str, bool]]:
         found.append(
             (
                 f"{text}: below; counted met only if moto is at >= {SATURATED:.0%} of a core "
-                f"for sqs-tasks at 2 workers: {moto:.0%}\n"
+                f"for sqs-tasks at 2 workers: {moto:.1%}\n"
                 f"      moto CPU ms/task (share of a core) at 1 / 2 workers: "
                 f"{_moto_by_system(runs)}",
                 moto >= SATURATED,
@@ -184,7 +184,7 @@ def targets(latency: dict[str, Any]) -> list[tuple[str, bool]]:
             found.append(
                 (
                     f"{path} drain at {high} >= x{factor} of at {low}: x{ratio:.2f} "
-                    f"(moto at {moto:.0%} of a core)",
+                    f"(moto at {moto:.1%} of a core)",
                     ratio >= factor or moto >= SATURATED,
                 )
             )
