@@ -18,7 +18,7 @@ import re
 import signal
 import subprocess
 import sys
-import time
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -145,20 +145,33 @@ def local_running(
     env_file = project / f".{name}.env"
     env_file.unlink(missing_ok=True)
     log = project.parent / f"{name}.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [BIN / "sqs-tasks", "local", *args, "--keep-running", "--env-file", env_file],
-            cwd=project,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    process = subprocess.Popen(
+        [BIN / "sqs-tasks", "local", *args, "--keep-running", "--env-file", env_file],
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    # Its output goes to the log as it comes; "(also written to ...)" says the env file is
+    # there, and the end of the output that the run is over.
+    up_or_over = threading.Event()
+
+    def copy_output() -> None:
+        assert process.stdout is not None
+        with log.open("w") as out:
+            for line in process.stdout:
+                out.write(line)
+                out.flush()
+                if line.strip().startswith("(also written to"):
+                    up_or_over.set()
+        up_or_over.set()
+
+    copier = threading.Thread(target=copy_output, daemon=True)
+    copier.start()
     try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while not env_file.exists():
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"sqs-tasks local did not come up:\n{log.read_text()}")
-            time.sleep(0.5)
+        if not up_or_over.wait(START_TIMEOUT) or not env_file.exists():
+            pytest.fail(f"sqs-tasks local did not come up:\n{log.read_text()}")
         pairs = (line.partition("=") for line in env_file.read_text().splitlines())
         yield {key: value for key, _, value in pairs}, log
     finally:
@@ -168,6 +181,7 @@ def local_running(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        copier.join(10)
 
 
 def enqueue_from_the_projects_shell(project: Path, env: dict[str, str]) -> None:
