@@ -63,13 +63,18 @@ def connection_refused(request: AWSPreparedRequest) -> AWSResponse:
     raise EndpointConnectionError(endpoint_url=request.url)
 
 
-def response_lost(request: AWSPreparedRequest) -> AWSResponse:
-    """Ambiguous: the service did the work, but its response never came back."""
+def send_for_real(request: AWSPreparedRequest) -> None:
+    """Send the request to the service, on a session of its own, and drop the answer."""
     session = URLLib3Session()
     try:
         session.send(request)
     finally:
         session.close()
+
+
+def response_lost(request: AWSPreparedRequest) -> AWSResponse:
+    """Ambiguous: the service did the work, but its response never came back."""
+    send_for_real(request)
     raise ReadTimeoutError(endpoint_url=request.url)
 
 

@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 from botocore.exceptions import ClientError, ReadTimeoutError
-from botocore.httpsession import URLLib3Session
 from django.tasks import TaskResultStatus
 from django.tasks.signals import task_enqueued
 
@@ -31,7 +30,7 @@ from sqs_tasks.producer import STORE_BOUND
 from sqs_tasks.testing import MAX_RECEIVE_COUNT, Stack, drain
 from sqs_tasks.worker.unstored import wait_seconds
 from tests.faults import tasks
-from tests.faults.inject import FAULTS, Inject, response_lost
+from tests.faults.inject import FAULTS, Inject, response_lost, send_for_real
 from tests.faults.support import (
     all_items,
     backend,
@@ -64,6 +63,14 @@ def _hook(service: str, event: str, fn: Callable[..., Any]) -> Iterator[None]:
         yield
     finally:
         events.unregister(event, fn)
+
+
+def _ran_once(result: Any) -> None:
+    """One delivery drained, and it ran the task once to success."""
+    assert drain() == 1
+    result.refresh()
+    assert result.status == TaskResultStatus.SUCCESSFUL
+    assert tasks.runs[result.id] == 1
 
 
 def _cue() -> tuple[threading.Event, Callable[..., None], Callable[..., None]]:
@@ -120,10 +127,7 @@ def test_the_write_and_the_send_are_in_flight_at_once(stack: Stack) -> None:
     ):
         result = tasks.tally.enqueue(21)
 
-    assert drain() == 1
-    result.refresh()
-    assert result.status == TaskResultStatus.SUCCESSFUL
-    assert tasks.runs[result.id] == 1
+    _ran_once(result)
 
 
 def test_task_enqueued_is_sent_once_from_the_callers_thread_after_both(stack: Stack) -> None:
@@ -171,10 +175,8 @@ def test_a_message_before_its_item_runs_nothing_and_comes_back_in_a_second(
     assert stored is not None and stored["status"]["S"] == "READY"
     assert stored["attempts"]["N"] == "0"  # the early delivery claimed nothing
     clock.shift(timedelta(seconds=wait_seconds(1), milliseconds=100))
-    assert drain() == 1
-    result.refresh()
-    assert result.status == TaskResultStatus.SUCCESSFUL
-    assert (result.attempts, tasks.runs[result.id]) == (1, 1)
+    _ran_once(result)
+    assert result.attempts == 1
     assert queue_depth() == (0, 0)
 
 
@@ -187,10 +189,7 @@ def test_an_item_before_its_message_runs_once(stack: Stack) -> None:
     ):
         result = tasks.tally.enqueue(21)
 
-    assert drain() == 1
-    result.refresh()
-    assert result.status == TaskResultStatus.SUCCESSFUL
-    assert tasks.runs[result.id] == 1
+    _ran_once(result)
     assert queue_depth() == (0, 0)
 
 
@@ -273,11 +272,7 @@ def test_a_write_that_landed_and_ran_before_enqueue_raised_says_it_may_run(
     _, sent, after_send = _cue()
 
     def landed_and_ran(request: AWSPreparedRequest) -> AWSResponse:
-        session = URLLib3Session()
-        try:
-            session.send(request)
-        finally:
-            session.close()
+        send_for_real(request)
         after_send()
         _elsewhere(drain)
         raise ReadTimeoutError(endpoint_url=request.url)
