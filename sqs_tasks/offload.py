@@ -11,9 +11,8 @@ receivers on the thread-sensitive thread, where Django's own aenqueue() runs the
 
 enqueue() writes its item on a second pool per alias (start()) while its own thread sends the
 message, so one enqueue costs one round trip; enqueue_many() sends there the messages of each
-batch of items written while it writes the next. A pool of
-its own: an aenqueue() holding a thread of the first pool waits on that work, which must never
-wait for a thread of that pool.
+batch of items written while it writes the next. A pool of its own: an aenqueue() holding a
+thread of the first pool waits on that work, which must never wait for a thread of that pool.
 """
 
 from __future__ import annotations
