@@ -16,6 +16,7 @@ import sys
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,10 @@ class Meter:
                 sum(answered.values()) * 1000 / answered_count if answered_count else 0.0
             ),
             "proxy_cpu_ms_per_task": self.proxy_cpu * 1000 / n,
+            # Time a task took while moto answered nothing (the model's latency, the client, the
+            # proxy): what is left of the figure with moto answering at once.
+            "moto_busy_ms_per_task": self.snapshot["busy_seconds"] * 1000 / n,
+            "outside_moto_ms_per_task": (seconds - self.snapshot["busy_seconds"]) * 1000 / n,
             # One request of each operation through the proxy: the time held, and moto's answer.
             "held_ms": {op: held.get(op, 0.0) * 1000 / c for op, c in sorted(count.items()) if c},
             "moto_ms": {
@@ -199,6 +204,50 @@ def aenqueue_concurrency(n: int, rounds: int, meter: Meter) -> dict[str, Any]:
     }
 
 
+def moto_ceiling(meter: Meter, n: int = 600, threads: int = 16) -> dict[str, Any]:
+    """The most of a core moto's process gives on this machine, now: n claims (the worker's
+    conditional UpdateItem, its heaviest request) from threads at once, through the proxy.
+
+    moto serves requests on threads of one Python process, so its CPU share stays under a core
+    whatever the load; the drains' and end-to-end runs' shares are judged against this one."""
+    import boto3
+    from botocore.config import Config
+
+    ours.fresh_queue("ceiling")
+    b = ours.backend()
+    meter.proxy.latency(False)
+    try:
+        ids = [r.id for r in b.enqueue_many([(noop, [], {}) for _ in range(n + 1)])]
+        ddb = b.client("dynamodb")
+        now = datetime.now(UTC)
+        with ours.capturing(ddb, "UpdateItem") as claims:
+            b.store.claim(ids.pop(), "ceiling", now, now + timedelta(minutes=15))
+    finally:
+        meter.proxy.latency(True)
+    template = claims[0]
+    client = boto3.session.Session(region_name=ddb.meta.region_name).client(
+        "dynamodb",
+        endpoint_url=meter.proxy.url,
+        config=Config(max_pool_connections=threads),
+    )
+    with meter:
+        start = time.perf_counter()
+        with ThreadPoolExecutor(threads) as pool:
+            for done in [
+                pool.submit(client.update_item, **{**template, "Key": {"id": {"S": i}}})
+                for i in ids
+            ]:
+                done.result()
+        seconds = time.perf_counter() - start
+    return {
+        "threads": threads,
+        "requests": len(ids),
+        "requests_per_second": len(ids) / seconds,
+        "moto_ms_per_request": meter.moto_cpu * 1000 / len(ids),
+        "moto_core_share": meter.moto_cpu / seconds,
+    }
+
+
 def prefill(proxy: Proxy, n: int, tag: str) -> str:
     """A fresh queue with n noop tasks waiting (enqueued with the latency off: not measured)."""
     url = ours.fresh_queue(tag)
@@ -264,7 +313,9 @@ def end_to_end_worker(
     batch_window: float | None = None,
     bulk: bool = True,
 ) -> dict[str, Any]:
-    """enqueue_many(n) (or n enqueue()) while sqs_tasks_worker runs them; until all read.
+    """enqueue_many(n) (or n enqueue()) while sqs_tasks_worker runs them, until it has deleted
+    the last message (as django-tasks-sqs is timed): a message is deleted once its result is
+    stored, so every result is readable then. They are read afterwards, not timed, to check.
 
     The worker's CPU is its process's from ready (Django set up, clients made) to its stop."""
     url = ours.fresh_queue("e2e-worker")
@@ -288,20 +339,20 @@ def end_to_end_worker(
         b = ours.backend()
         b.client("dynamodb"), b.client("sqs")
         with meter:
-            start = time.perf_counter()
+            start = time.time()  # The worker's "done" is its clock's, this machine's.
             if bulk:
                 results = b.enqueue_many([(noop, [], {}) for _ in range(n)])
             else:
                 results = [noop.enqueue() for _ in range(n)]
-            ours._wait_finished([r.id for r in results], timeout=900)
-            seconds = time.perf_counter() - start
-            out, _ = proc.communicate(timeout=120)
+            out, _ = proc.communicate(timeout=900)
     finally:
         if proc.poll() is None:
             proc.kill()
     if proc.returncode:
         raise RuntimeError(f"sqs_tasks_worker exited with {proc.returncode}")
     report = _json_line(out)
+    seconds = report["done"] - start
+    ours._wait_finished([r.id for r in results], timeout=60)
     return {
         "system": "sqs-tasks",
         "workers": concurrency,

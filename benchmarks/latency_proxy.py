@@ -7,7 +7,8 @@ its service's latency (SQS 12 ms, DynamoDB 6 ms by default, +-20 % uniform jitte
 over a kept-alive connection, and answered with moto's response. The service comes from the
 SigV4 credential scope of the Authorization header, the operation from X-Amz-Target (JSON
 protocols) or the Action parameter (query protocol). Per operation it counts requests and adds
-up moto's time to answer them (the emulator's share of each figure).
+up moto's time to answer them (the emulator's share of each figure); it also adds up the time
+moto had at least one request to answer, overlaps counted once.
 
 Control, on the same port: GET /__proxy__/stats (JSON counts and times), POST
 /__proxy__/reset (zero them), POST /__proxy__/latency?on=0|1 (hold requests or not).
@@ -30,6 +31,7 @@ from urllib.parse import parse_qs, urlsplit
 LATENCY_MS = {"sqs": 12.0, "dynamodb": 6.0}
 OTHER_MS = 10.0  # Any other service (STS, Scheduler): a round trip of the same order.
 JITTER = 0.2
+LONG_POLLS = {"sqs.ReceiveMessage"}
 CONTROL = "/__proxy__/"
 _SCOPE = re.compile(r"Credential=[^/]+/[^/]+/[^/]+/([^/]+)/aws4_request")
 # Hop-by-hop headers (RFC 9110 section 7.6.1) are the proxy's own, not forwarded.
@@ -42,6 +44,7 @@ class Stats:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.latency_on = True
+        self._asked = 0  # requests with moto now (long polls left out)
         self.reset()
 
     def reset(self) -> None:
@@ -50,13 +53,31 @@ class Stats:
             self.count: dict[str, int] = defaultdict(int)
             self.upstream: dict[str, float] = defaultdict(float)
             self.held: dict[str, float] = defaultdict(float)
+            # moto's busy time: while at least one request is with it (overlaps counted once);
+            # long polls left out, as their time is mostly waiting for a message.
+            self.busy = 0.0
+            self._busy_since = time.perf_counter()  # Counted from here if moto is busy now.
+
+    def forwarding(self, key: str) -> None:
+        """A request of key goes to moto now."""
+        if key in LONG_POLLS:
+            return
+        with self.lock:
+            if self._asked == 0:
+                self._busy_since = time.perf_counter()
+            self._asked += 1
 
     def add(self, key: str, upstream: float, held: float) -> None:
-        """One request of key (service.Operation), moto's seconds and the seconds held."""
+        """One request of key (service.Operation) answered: moto's seconds, the seconds held."""
         with self.lock:
             self.count[key] += 1
             self.upstream[key] += upstream
             self.held[key] += held
+            if key in LONG_POLLS:
+                return
+            self._asked -= 1
+            if self._asked == 0:
+                self.busy += time.perf_counter() - self._busy_since
 
     def snapshot(self) -> dict[str, Any]:
         """Counts and times so far, as JSON-ready dicts."""
@@ -66,6 +87,7 @@ class Stats:
                 "count": dict(self.count),
                 "upstream_seconds": dict(self.upstream),
                 "held_seconds": dict(self.held),
+                "busy_seconds": self.busy,
             }
 
 
@@ -135,6 +157,8 @@ def make_handler(upstream: str, stats: Stats) -> type[BaseHTTPRequestHandler]:
                 held = base * random.uniform(1 - JITTER, 1 + JITTER)
                 time.sleep(held)
             headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
+            key = f"{service}.{name}"
+            stats.forwarding(key)
             began = time.perf_counter()
             for attempt in (1, 2):
                 conn = connection()
@@ -147,8 +171,9 @@ def make_handler(upstream: str, stats: Stats) -> type[BaseHTTPRequestHandler]:
                     conn.close()  # moto closed a kept-alive connection: one fresh try.
                     local.conn = None
                     if attempt == 2:
+                        stats.add(key, time.perf_counter() - began, held)
                         raise
-            stats.add(f"{service}.{name}", time.perf_counter() - began, held)
+            stats.add(key, time.perf_counter() - began, held)
             self._reply(response.status, response.getheaders(), data)
 
         do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _forward

@@ -55,15 +55,18 @@ def _sizes(results: dict[str, Any]) -> dict[str, int]:
     return {"ready": item_size(ready), "running": item_size(running), "final": item_size(final)}
 
 
-def costs(results: dict[str, Any]) -> dict[str, cost.PerTask]:
-    """USD-relevant units per task for the single and the bulk enqueue paths."""
+def costs(results: dict[str, Any], ms_per_task: float | None = None) -> dict[str, cost.PerTask]:
+    """USD-relevant units per task for the single and the bulk enqueue paths; Lambda's duration
+    is the handler's measured on moto, or ms_per_task."""
     sizes = _sizes(results)
     run = _main_run(results)
     worker = run["worker"]
     handled = worker["handled"]
     esm = worker["calls_esm"]
-    ms_per_invocation = worker["handler_seconds"] * 1000 / worker["invocations"]
     per_invocation = handled / worker["invocations"]
+    ms_per_invocation = worker["handler_seconds"] * 1000 / worker["invocations"]
+    if ms_per_task is not None:
+        ms_per_invocation = ms_per_task * per_invocation
     wru = (
         cost.write_units(sizes["ready"])
         + cost.write_units(max(sizes["ready"], sizes["running"]))
@@ -164,9 +167,31 @@ def _costs(results: dict[str, Any]) -> list[str]:
     out.append(
         f"  + reading each result once (strongly consistent): {per['read_once'].total():.3f}"
     )
+    at_aws = _at_aws_latency(results)
+    if at_aws:
+        ms, why, modelled = at_aws
+        out.append(
+            f"  at AWS's latency instead: Lambda duration {ms:.1f} ms a task ({why}), USD "
+            f"{dict(modelled['single'].lines())['Lambda duration']:.3f}; requests and compute "
+            f"{modelled['single'].requests_and_compute():.2f} single, "
+            f"{modelled['bulk'].requests_and_compute():.2f} bulk"
+        )
     out.append("  prices:")
     out += [f"    {unit:>12.10f}  {what}" for unit, what in cost.PRICES.values()]
     return out
+
+
+def _at_aws_latency(
+    results: dict[str, Any],
+) -> tuple[float, str, dict[str, cost.PerTask]] | None:
+    """Costs with Lambda's duration from the latency model's Lambda path, moto's answers out."""
+    from benchmarks.report_latency import lambda_duration
+
+    found = lambda_duration(results.get("latency", {}))
+    if found is None:
+        return None
+    ms, why = found
+    return ms, why, costs(results, ms)
 
 
 def _overheads(results: dict[str, Any]) -> list[str]:
@@ -243,15 +268,24 @@ def targets(results: dict[str, Any]) -> list[tuple[str, bool]]:
     cold = cold_start.get(WITH_METRICS, cold_start["handler"])
     run = _main_run(results)
     rss = run["worker"]["maxrss_kb"] / 1024
+    # Judged, as #18 asks of every figure, on the client's own share: Lambda's duration at
+    # AWS's latency when the latency model ran, not with moto's answer time in it.
+    usd = f"single {single:.2f}, bulk {bulk:.2f} at the duration measured on moto"
+    judged = max(single, bulk)
+    at_aws = _at_aws_latency(results)
+    if at_aws:
+        modelled = at_aws[2]
+        aws = [modelled[k].requests_and_compute() for k in ("single", "bulk")]
+        usd = f"at AWS's latency single {aws[0]:.2f}, bulk {aws[1]:.2f}; {usd}"
+        judged = max(aws)
     found = [
         (f"<= 4 requests/task, single path ({c['single_total']:.2f})", c["single_total"] <= 4),
         (f"<= 2.2 requests/task, bulk enqueue ({c['bulk_total']:.3f})", c["bulk_total"] <= 2.2),
         (f"enqueue share <= 0.2 with bulk ({c['bulk']:.3f})", c["bulk"] <= 0.2),
         (
-            f"<= USD 2.50 / million tasks in requests and compute (single {single:.2f}, "
-            f"bulk {bulk:.2f}; with TTL storage {per['single'].total():.2f}, "
-            f"{per['bulk'].total():.2f})",
-            max(single, bulk) <= 2.5,
+            f"<= USD 2.50 / million tasks in requests and compute ({usd}; with TTL storage "
+            f"{per['single'].total():.2f}, {per['bulk'].total():.2f})",
+            judged <= 2.5,
         ),
         (
             f"enqueue within x1.10 of floor (single x{ratios['single']:.3f}, "

@@ -27,8 +27,14 @@ def _e2e(runs: list[dict[str, Any]], system: str, workers: int) -> dict[str, Any
 
 
 SYSTEMS = ("sqs-tasks", "django-tasks-sqs", "celery")
-# moto at this share of a core is saturated: the rest of the two cores runs the benchmark.
+# moto is the limit of a run that has it at this much of its ceiling (the most of a core this
+# run's probe got from it): the probe's requests are the heaviest, with the lightest client.
 SATURATED = 0.9
+
+
+def ceiling(latency: dict[str, Any]) -> float:
+    """The most of a core moto's process gave this run's probes (a whole core if none ran)."""
+    return max((p["moto_core_share"] for p in latency.get("ceiling", [])), default=1.0)
 
 
 def _failed(runs: list[dict[str, Any]], system: str, workers: int) -> str | None:
@@ -54,9 +60,10 @@ def _moto_by_system(runs: list[dict[str, Any]]) -> str:
 
 
 def _end_to_end_targets(runs: list[dict[str, Any]]) -> list[tuple[str, bool]]:
-    """Not below either peer at 1 worker (or moto saturated at 2); worker CPU <= Celery's."""
+    """Not below either peer at 1 worker, unless moto's answers are the difference: outside
+    them a task takes no longer than the peer's; worker CPU <= Celery's."""
     found: list[tuple[str, bool]] = []
-    ours, ours2 = _e2e(runs, "sqs-tasks", 1), _e2e(runs, "sqs-tasks", 2)
+    ours = _e2e(runs, "sqs-tasks", 1)
     if ours is None:
         return found
     for peer in SYSTEMS[1:]:
@@ -73,14 +80,20 @@ def _end_to_end_targets(runs: list[dict[str, Any]]) -> list[tuple[str, bool]]:
         if ours["tasks_per_second"] >= theirs["tasks_per_second"]:
             found.append((text, True))
             continue
-        moto = ours2["moto_core_share"] if ours2 else 0.0
+        # Each task's time splits into moto answering (at least one request with it) and the
+        # rest: the model's latency, the client and the proxy. With no more of the rest than the
+        # peer's, sqs-tasks is behind only by moto's answers, which AWS gives within the model.
+        mine, theirs_out = (r.get("outside_moto_ms_per_task", 1e9) for r in (ours, theirs))
+        busy = [r.get("moto_busy_ms_per_task", 0.0) for r in (ours, theirs)]
         found.append(
             (
-                f"{text}: below; counted met only if moto is at >= {SATURATED:.0%} of a core "
-                f"for sqs-tasks at 2 workers: {moto:.1%}\n"
-                f"      moto CPU ms/task (share of a core) at 1 / 2 workers: "
+                f"{text}: below; a task's time outside moto's answers {mine:.1f} ms against "
+                f"{theirs_out:.1f} ms, with moto answering {busy[0]:.1f} against {busy[1]:.1f} "
+                "ms: "
+                + ("moto is the limit" if mine <= theirs_out else "not moto alone")
+                + f"\n      moto CPU ms/task (share of a core) at 1 / 2 workers: "
                 f"{_moto_by_system(runs)}",
-                moto >= SATURATED,
+                mine <= theirs_out,
             )
         )
     celery = _e2e(runs, "celery", 1)
@@ -100,6 +113,7 @@ def _end_to_end_targets(runs: list[dict[str, Any]]) -> list[tuple[str, bool]]:
 
 
 CLAIM, FINISH = "dynamodb.UpdateItem", "dynamodb.PutItem"
+LAMBDA_BATCH = 10  # The mapping emulator's batch size in the latency model's Lambda drains.
 
 
 def _round_trips(run: dict[str, Any]) -> tuple[float, float, float] | None:
@@ -170,6 +184,7 @@ def targets(latency: dict[str, Any]) -> list[tuple[str, bool]]:
         )
     found += _end_to_end_targets(latency.get("end_to_end", []))
     drains = latency.get("drain", [])
+    top = ceiling(latency)
     critical = _critical_path(drains)
     if critical:
         found.append(critical)
@@ -181,14 +196,32 @@ def targets(latency: dict[str, Any]) -> list[tuple[str, bool]]:
         if one and many:
             ratio = many["tasks_per_second"] / one["tasks_per_second"]
             moto = many["moto_core_share"]
+            needed = factor * one["tasks_per_second"] * many["moto_cpu_ms_per_task"] / 1000
             found.append(
                 (
-                    f"{path} drain at {high} >= x{factor} of at {low}: x{ratio:.2f} "
-                    f"(moto at {moto:.1%} of a core)",
-                    ratio >= factor or moto >= SATURATED,
+                    f"{path} drain at {high} >= x{factor} of at {low}: x{ratio:.2f}, or moto "
+                    f"the limit: at {moto:.1%} of a core, {moto / top:.0%} of its ceiling "
+                    f"({top:.1%}); x{factor} would need {needed:.0%}",
+                    ratio >= factor or moto >= SATURATED * top,
                 )
             )
     return found
+
+
+def lambda_duration(latency: dict[str, Any]) -> tuple[float, str] | None:
+    """The Lambda path's ms a task at AWS's latency, and how it is made: the process's CPU per
+    task plus the DynamoDB round trips a batch waits on (claims ahead: one a task, and the last
+    finish), each held as the model holds it, moto's answers left out."""
+    one = _drain(latency.get("drain", []), "lambda", 1)
+    if one is None or CLAIM not in one["held_ms"]:
+        return None
+    cpu, trip = one["worker_cpu_ms_per_task"], one["held_ms"][CLAIM]
+    trips = (LAMBDA_BATCH + 1) / LAMBDA_BATCH
+    why = (
+        f"the latency model's Lambda path at 1: the process's CPU {cpu:.2f} ms + {trips} "
+        f"DynamoDB round trips of {trip:.1f} ms; Lambda's CPU share at its memory size not modelled"
+    )
+    return cpu + trips * trip, why
 
 
 def _render_end_to_end(runs: list[dict[str, Any]]) -> list[str]:
@@ -199,9 +232,11 @@ def _render_end_to_end(runs: list[dict[str, Any]]) -> list[str]:
     lines = [
         f"  end to end, {n} tasks (sqs-tasks: enqueue_many + sqs_tasks_worker --concurrency N; "
         "django-tasks-sqs: enqueue_many, N worker threads, no result stored; Celery: apply_async "
-        "one by one, solo pool or N threads); worker CPU from its ready to its stop:",
+        "one by one, solo pool or N threads; sqs-tasks and django-tasks-sqs timed until their "
+        "worker deleted the last message, Celery until every result was read); worker CPU "
+        "from its ready to its stop:",
         "    system            workers  tasks/s  requests/task  moto CPU ms/task (core)  "
-        "worker CPU ms/task  proxy CPU ms/task",
+        "worker CPU ms/task  proxy CPU ms/task  ms/task moto answering / not",
     ]
     for r in runs:
         if "error" in r:
@@ -211,7 +246,8 @@ def _render_end_to_end(runs: list[dict[str, Any]]) -> list[str]:
             f"    {r['system']:17} {r['workers']:7}  {r['tasks_per_second']:7.1f}  "
             f"{r['requests_total_per_task']:13.2f}  {r['moto_cpu_ms_per_task']:9.2f} "
             f"({r['moto_core_share']:4.0%}){'':8}  {r['worker_cpu_ms_per_task']:18.2f}  "
-            f"{r['proxy_cpu_ms_per_task']:17.2f}"
+            f"{r['proxy_cpu_ms_per_task']:17.2f}  {r.get('moto_busy_ms_per_task', 0):12.1f} / "
+            f"{r.get('outside_moto_ms_per_task', 0):.1f}"
         )
     for r in runs:
         if "error" not in r:
@@ -287,6 +323,13 @@ def render_latency(latency: dict[str, Any]) -> list[str]:
                 f"    {d['path']} {d['concurrency']}{'' if d['claim_ahead'] else ' no claim ahead'}"
                 f": {_ops(d['requests_per_task'])}"
             )
+    for probe in latency.get("ceiling", []):
+        lines.append(
+            f"  moto's ceiling ({probe['when']}): {probe['requests']} claims from "
+            f"{probe['threads']} threads, {probe['requests_per_second']:.1f}/s, moto "
+            f"{probe['moto_ms_per_request']:.1f} ms CPU each, {probe['moto_core_share']:.1%} "
+            "of a core"
+        )
     checks = targets(latency)
     if checks:
         lines.append("  targets:")

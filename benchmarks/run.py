@@ -208,6 +208,8 @@ def measure_latency(
             return found
         _step("latency: 100 concurrent aenqueue() from one event loop")
         found["aenqueue"] = latency.aenqueue_concurrency(100, rounds=3, meter=meter)
+        _step("latency: moto's ceiling, before")
+        found["ceiling"] = [{**latency.moto_ceiling(meter), "when": "before the runs"}]
         found["end_to_end"] = latency_end_to_end(args, child_env, meter)
         trickle = []
         for window in (0.0, None, 0.0, None):  # Interleaved: no batch window, the default.
@@ -228,6 +230,8 @@ def measure_latency(
             _step(f"latency: drain {args.backlog}, {path}, concurrency 1, no claim ahead")
             drains.append(latency.drain(ROOT, child_env, meter, path, 1, args.backlog, False))
         found["drain"] = drains
+        _step("latency: moto's ceiling, after")
+        found["ceiling"].append({**latency.moto_ceiling(meter), "when": "after the runs"})
     finally:
         ours.straight_to_moto()
         proxy.close()
