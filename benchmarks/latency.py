@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -59,9 +60,14 @@ class Proxy:
         """Count from zero."""
         self._call("reset")
 
-    def latency(self, on: bool) -> None:
-        """Hold each request for its latency, or not (for set-up that is not measured)."""
-        self._call(f"latency?on={int(on)}")
+    @contextlib.contextmanager
+    def unheld(self) -> Iterator[None]:
+        """No request is held for its latency meanwhile: set-up that is not measured."""
+        self._call("latency?on=0")
+        try:
+            yield
+        finally:
+            self._call("latency?on=1")
 
     def cpu_seconds(self) -> float:
         """CPU the proxy has used."""
@@ -215,15 +221,12 @@ def moto_ceiling(meter: Meter, n: int = 600, threads: int = 16) -> dict[str, Any
 
     ours.fresh_queue("ceiling")
     b = ours.backend()
-    meter.proxy.latency(False)
-    try:
+    with meter.proxy.unheld():
         ids = [r.id for r in b.enqueue_many([(noop, [], {}) for _ in range(n + 1)])]
         ddb = b.client("dynamodb")
         now = datetime.now(UTC)
         with ours.capturing(ddb, "UpdateItem") as claims:
             b.store.claim(ids.pop(), "ceiling", now, now + timedelta(minutes=15))
-    finally:
-        meter.proxy.latency(True)
     template = claims[0]
     client = boto3.session.Session(region_name=ddb.meta.region_name).client(
         "dynamodb",
@@ -251,12 +254,9 @@ def moto_ceiling(meter: Meter, n: int = 600, threads: int = 16) -> dict[str, Any
 def prefill(proxy: Proxy, n: int, tag: str) -> str:
     """A fresh queue with n noop tasks waiting (enqueued with the latency off: not measured)."""
     url = ours.fresh_queue(tag)
-    proxy.latency(False)
-    try:
+    with proxy.unheld():
         for start in range(0, n, 500):
             ours.backend().enqueue_many([(noop, [], {}) for _ in range(min(500, n - start))])
-    finally:
-        proxy.latency(True)
     return url
 
 
